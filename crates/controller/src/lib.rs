@@ -1,0 +1,1 @@
+//! Reconciles MultiNicNodeConfig resources into agent Jobs and truthful status

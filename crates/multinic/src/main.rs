@@ -1,0 +1,59 @@
+//! The one `multinic` binary: parses the command line once and hands each subcommand its config.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// multinic configures the secondary NICs of Kubernetes nodes that are OpenStack VMs.
+///
+/// An external system writes one MultiNicNodeConfig per node (MACs, addresses, networks,
+/// MTUs). The controller checks the node and runs a one-shot agent Job on it; the agent
+/// configures the NICs now (netlink) and for every reboot (netplan, NetworkManager keyfile or
+/// ifcfg), never touching the primary NIC, and rolls back if anything fails.
+#[derive(Parser, Debug)]
+#[command(name = "multinic", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+
+    /// Log filter in tracing's EnvFilter syntax, e.g. `info,multinic_agent=debug`.
+    #[arg(long, global = true, env = "MULTINIC_LOG", default_value = "info")]
+    log: String,
+
+    /// Log format: `text` for people, `json` for log pipelines.
+    #[arg(
+        long,
+        global = true,
+        env = "MULTINIC_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: cmd::LogFormat,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the MultiNicNodeConfig CustomResourceDefinition as YAML.
+    Crd,
+    /// Check MultiNicNodeConfig YAML files; one line per problem, exit 1 if any.
+    Validate(cmd::validate::ValidateArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cmd::init_logging(&cli.log, cli.log_format);
+    let result = match cli.command {
+        Command::Crd => {
+            print!("{}", multinic_api::crd_yaml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate(args) => cmd::validate::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("multinic: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
