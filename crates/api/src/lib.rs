@@ -4,6 +4,7 @@
 //! Nothing here does I/O; the controller, the agent and the simulator all share these types.
 
 pub mod conditions;
+pub mod report;
 pub mod resource;
 pub mod validate;
 
