@@ -397,7 +397,11 @@ fn check_address_in(addr: IpAddr, net: IpNet) -> Result<(), String> {
     }
     let host_bits = net.max_prefix_len() - net.prefix_len();
     if host_bits >= 2 && addr == net.network() {
-        return Err(format!("{addr} is the network address of {net}"));
+        let what = match net {
+            IpNet::V4(_) => "network address",
+            IpNet::V6(_) => "subnet-router anycast address",
+        };
+        return Err(format!("{addr} is the {what} of {net}"));
     }
     if host_bits >= 2 && matches!(net, IpNet::V4(_)) && addr == net.broadcast() {
         return Err(format!("{addr} is the broadcast address of {net}"));
