@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Sets up what the tests need on a fresh Debian bookworm machine (run as root) and runs every
+# check CI runs: formatting, clippy, generated files, the Rust test suite, external validators.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+
+log "system packages"
+install_system_packages
+log "python tools (.venv)"
+install_python_tools
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "generated CRD is current and valid"
+cargo build --workspace --locked --quiet
+./target/debug/multinic crd | diff -u deploy/crds/multinic.io_multinicnodeconfigs.yaml -
+kubernetes-validate --strict --quiet deploy/crds/multinic.io_multinicnodeconfigs.yaml
+./target/debug/multinic validate examples/*.yaml
+
+log "cargo test"
+cargo test --workspace --locked -- --test-threads="${MULTINIC_TEST_THREADS:-2}"
