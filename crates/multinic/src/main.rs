@@ -37,6 +37,8 @@ enum Command {
     Crd,
     /// Check MultiNicNodeConfig YAML files; one line per problem, exit 1 if any.
     Validate(cmd::validate::ValidateArgs),
+    /// Configure this node's secondary NICs (job or service mode); see `multinic agent --help`.
+    Agent(Box<cmd::agent::AgentArgs>),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate(args) => cmd::validate::run(&args),
+        Command::Agent(args) => cmd::agent::run(*args),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,6 @@
 //! Subcommand implementations and the process-wide setup they share (logging).
 
+pub mod agent;
 pub mod validate;
 
 /// How log lines are written to stderr.

@@ -1,0 +1,124 @@
+//! Job mode: one apply (or cleanup) run, its report written to the termination log and
+//! logged, and an exit code the controller can read: 0 all well, 2 some NIC failed, 1 nothing
+//! could be done.
+
+use crate::config::AgentConfig;
+use crate::error::AgentError;
+use crate::outcome::{self, NicResult};
+use crate::runner::Runner;
+use multinic_api::report::{AgentAction, AgentReport, encode_report};
+use std::path::Path;
+use std::time::Instant;
+
+/// Runs once and returns the process exit code.
+pub async fn run_job(config: &AgentConfig) -> u8 {
+    let started = Instant::now();
+    let (generation, results, error) = match config.action {
+        AgentAction::Apply => apply(config).await,
+        AgentAction::Cleanup => cleanup(config).await,
+    };
+    let report = outcome::report(
+        &config.node_name,
+        config.action,
+        generation,
+        results,
+        error.map(|e| e.to_string()),
+        started,
+    );
+    let code = outcome::exit_code(&report);
+    if config.dry_run {
+        if let Some(error) = &report.error {
+            eprintln!("multinic agent: {error}");
+        }
+        return code;
+    }
+    publish(config, &report);
+    code
+}
+
+/// Writes the report to `--report` and logs it.
+pub(crate) fn publish(config: &AgentConfig, report: &AgentReport) {
+    let text = encode_report(report);
+    if report.succeeded() {
+        tracing::info!(report = %text, "agent report");
+    } else {
+        tracing::warn!(report = %text, "agent report");
+    }
+    if let Err(e) = write_report(&config.report_path, &text) {
+        tracing::error!(path = %config.report_path.display(), error = %e, "report not written");
+    }
+}
+
+fn write_report(path: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, text)
+}
+
+type RunResult = (Option<i64>, Vec<NicResult>, Option<AgentError>);
+
+async fn apply(config: &AgentConfig) -> RunResult {
+    let mut runner = match Runner::new(config) {
+        Ok(r) => r,
+        Err(e) => return (None, Vec::new(), Some(e)),
+    };
+    let desired = match runner.desired().await {
+        Ok(d) => d,
+        Err(e) => return (None, Vec::new(), Some(e)),
+    };
+    if config.dry_run {
+        return match runner.node().await {
+            Ok(node) => match node.plan(&desired.node).await {
+                Ok(steps) => {
+                    print_plan(&steps);
+                    (desired.generation, desired.failed, None)
+                }
+                Err(e) => (desired.generation, desired.failed, Some(e)),
+            },
+            Err(e) => (desired.generation, desired.failed, Some(e)),
+        };
+    }
+    match runner.apply(&desired).await {
+        Ok(results) => {
+            runner.write_back(&results).await;
+            (desired.generation, results, None)
+        }
+        Err(e) => {
+            let mut results = desired.failed.clone();
+            results.extend(outcome::pending(&desired.node, &e.to_string()));
+            runner.write_back(&results).await;
+            (desired.generation, results, Some(e))
+        }
+    }
+}
+
+async fn cleanup(config: &AgentConfig) -> RunResult {
+    let mut runner = match Runner::new(config) {
+        Ok(r) => r,
+        Err(e) => return (None, Vec::new(), Some(e)),
+    };
+    let node = match runner.node().await {
+        Ok(node) => node,
+        Err(e) => return (None, Vec::new(), Some(e)),
+    };
+    if config.dry_run {
+        return match node.plan_cleanup().await {
+            Ok(steps) => {
+                print_plan(&steps);
+                (None, Vec::new(), None)
+            }
+            Err(e) => (None, Vec::new(), Some(e)),
+        };
+    }
+    match node.cleanup().await {
+        Ok(results) => (None, results, None),
+        Err(e) => (None, Vec::new(), Some(e)),
+    }
+}
+
+fn print_plan(steps: &[String]) {
+    if steps.is_empty() {
+        println!("nothing to change");
+    }
+    for step in steps {
+        println!("{step}");
+    }
+}

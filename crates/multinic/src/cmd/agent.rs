@@ -1,0 +1,343 @@
+//! `multinic agent`: the node program. Parses the agent's command line and environment into
+//! one typed [`AgentConfig`] and hands it to the `multinic-agent` library.
+
+use anyhow::{Context, bail};
+use multinic_agent::config::{
+    AgentConfig, DbConfig, GuardConfig, InlineSpec, Redacted, RunMode, ServiceConfig, SourceConfig,
+};
+use multinic_api::report::{AgentAction, env};
+use multinic_netconf::{NetOptions, NicSysctls};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Job (apply once, report, exit) or service (keep converged).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModeArg {
+    /// Apply once, write the report, exit 0/2/1.
+    Job,
+    /// Loop at `--interval`, repair drift, serve health and metrics.
+    Service,
+}
+
+/// What to do to the node.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActionArg {
+    /// Make the node match the desired NICs.
+    Apply,
+    /// Remove everything multinic configured.
+    Cleanup,
+}
+
+/// Where the desired NICs come from.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceArg {
+    /// The spec as JSON in MULTINIC_NODE_SPEC or in `--file` (what the controller's Jobs use).
+    Spec,
+    /// This node's MultiNicNodeConfig from the API server.
+    #[value(alias = "nodecr")]
+    Kube,
+    /// A MultiNicNodeConfig YAML file (`--file`).
+    File,
+    /// The legacy MySQL/MariaDB tables.
+    Db,
+}
+
+/// Arguments of `multinic agent`; every one can also come from the environment.
+#[derive(clap::Args, Debug)]
+pub struct AgentArgs {
+    /// Run once as a Job or keep running as a service.
+    #[arg(long, env = env::RUN_MODE, value_enum, default_value = "job")]
+    pub mode: ModeArg,
+    /// Apply the desired NICs or clean up everything multinic configured.
+    #[arg(long, env = env::AGENT_ACTION, value_enum, default_value = "apply")]
+    pub action: ActionArg,
+    /// Source of the desired NICs (`nodecr` is accepted for `kube`).
+    #[arg(long, env = env::DATA_SOURCE, value_enum, default_value = "spec")]
+    pub source: SourceArg,
+    /// File for `--source file` (YAML resource) or `--source spec` (JSON spec).
+    #[arg(long, env = "MULTINIC_FILE", value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// The node's spec as JSON, for `--source spec`.
+    #[arg(long, env = env::NODE_SPEC, hide_env_values = true, value_name = "JSON")]
+    pub node_spec: Option<String>,
+    /// Generation of the inline spec.
+    #[arg(long, env = env::GENERATION)]
+    pub generation: Option<i64>,
+    /// Namespace of the MultiNicNodeConfig for `--source kube`.
+    #[arg(long, env = "MULTINIC_NAMESPACE", default_value = multinic_api::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// Prefix of every host file path.
+    #[arg(long, env = env::ROOT, default_value = "/")]
+    pub root: PathBuf,
+    /// OS flavor (ubuntu, rhel9, rhel8, rhel7); detected from <root>/etc/os-release if unset.
+    #[arg(long = "os", env = env::OS, value_name = "FLAVOR")]
+    pub os: Option<String>,
+    /// Where the JSON report is written.
+    #[arg(long, env = env::REPORT, default_value = "/dev/termination-log")]
+    pub report: PathBuf,
+    /// Print the plan and change nothing.
+    #[arg(long, env = "MULTINIC_DRY_RUN")]
+    pub dry_run: bool,
+    /// Node this agent runs on (else MY_NODE_NAME, else the short hostname).
+    #[arg(long, env = env::NODE_NAME)]
+    pub node_name: Option<String>,
+    /// Fallback node name (the earlier agent's variable).
+    #[arg(long, env = "MY_NODE_NAME", hide = true)]
+    pub my_node_name: Option<String>,
+
+    /// Give each NIC its own route table and a `from <address>` rule.
+    #[arg(long, env = "MULTINIC_POLICY_ROUTING", default_value_t = true, action = clap::ArgAction::Set)]
+    pub policy_routing: bool,
+    /// Route table of slot N is BASE + N.
+    #[arg(long, env = "MULTINIC_ROUTE_TABLE_BASE", default_value_t = NetOptions::default().route_table_base)]
+    pub route_table_base: u32,
+    /// Metric of the routes of slot N is BASE + N.
+    #[arg(long, env = "MULTINIC_ROUTE_METRIC_BASE", default_value_t = NetOptions::default().route_metric_base)]
+    pub route_metric_base: u32,
+    /// Priority of the rule of slot N is BASE + N.
+    #[arg(long, env = "MULTINIC_RULE_PRIORITY_BASE", default_value_t = NetOptions::default().rule_priority_base)]
+    pub rule_priority_base: u32,
+    /// Add addresses with noprefixroute.
+    #[arg(long, env = "MULTINIC_NOPREFIXROUTE")]
+    pub noprefixroute: bool,
+    /// Set the multi-homing sysctls (arp_ignore=1, arp_announce=2, rp_filter=2) per NIC.
+    #[arg(long, env = "MULTINIC_SYSCTLS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub sysctls: bool,
+
+    /// Allow configuring the NIC that carries the default route or the node address.
+    #[arg(long, env = "MULTINIC_ALLOW_PRIMARY")]
+    pub allow_primary: bool,
+    /// Never touch the NIC holding this address (repeatable; comma-separated in the env).
+    #[arg(
+        long = "protect-address",
+        env = "MULTINIC_PROTECT_ADDRESSES",
+        value_delimiter = ',',
+        value_name = "IP"
+    )]
+    pub protect_addresses: Vec<IpAddr>,
+    /// TCP endpoint (host:port) that must stay reachable after applying, else revert.
+    #[arg(long, env = "MULTINIC_PROBE", value_name = "HOST:PORT")]
+    pub probe: Option<String>,
+
+    /// Service mode: time between passes (e.g. 30s, 500ms, 2m).
+    #[arg(long, env = "MULTINIC_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Service mode: longest wait between passes after repeated errors.
+    #[arg(long, env = "MULTINIC_MAX_BACKOFF", default_value = "5m", value_parser = parse_duration)]
+    pub max_backoff: Duration,
+    /// Service mode: address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "MULTINIC_METRICS_ADDR", default_value = "0.0.0.0:9090")]
+    pub metrics_addr: SocketAddr,
+
+    /// Database host, for `--source db`.
+    #[arg(long, env = "DB_HOST")]
+    pub db_host: Option<String>,
+    /// Database port.
+    #[arg(long, env = "DB_PORT")]
+    pub db_port: Option<u16>,
+    /// Database user.
+    #[arg(long, env = "DB_USER")]
+    pub db_user: Option<String>,
+    /// Database password (prefer DB_PASSWORD or --db-credentials).
+    #[arg(long, env = "DB_PASSWORD", hide_env_values = true)]
+    pub db_password: Option<String>,
+    /// Database name.
+    #[arg(long, env = "DB_NAME")]
+    pub db_name: Option<String>,
+    /// File of `DB_HOST=`, `DB_PORT=`, `DB_USER=`, `DB_PASSWORD=`, `DB_NAME=` lines (a mounted
+    /// Secret); flags and environment win over it.
+    #[arg(long, env = "DB_CREDENTIALS_FILE", value_name = "PATH")]
+    pub db_credentials: Option<PathBuf>,
+    /// Give up connecting to the database after this long.
+    #[arg(long, env = "DB_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub db_connect_timeout: Duration,
+}
+
+/// Runs the agent; the exit code is the report's (0 all well, 2 some NIC failed, 1 nothing
+/// could be done).
+pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    let config = config_from(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let code = runtime.block_on(async {
+        match config.mode {
+            RunMode::Job => multinic_agent::run_job(&config).await,
+            RunMode::Service => {
+                multinic_agent::run_service(&config, multinic_agent::shutdown_signal()).await
+            }
+        }
+    });
+    Ok(ExitCode::from(code))
+}
+
+fn config_from(args: AgentArgs) -> anyhow::Result<AgentConfig> {
+    let node_name = match args.node_name.clone().or(args.my_node_name.clone()) {
+        Some(name) if !name.trim().is_empty() => name.trim().to_owned(),
+        _ => short_hostname().context("no --node-name/NODE_NAME/MY_NODE_NAME and no hostname")?,
+    };
+    let source = match args.source {
+        SourceArg::Spec => SourceConfig::Spec(InlineSpec {
+            json: args.node_spec.clone(),
+            file: args.file.clone(),
+            generation: args.generation,
+        }),
+        SourceArg::Kube => SourceConfig::Kube {
+            namespace: args.namespace.clone(),
+        },
+        SourceArg::File => match &args.file {
+            Some(path) => SourceConfig::File(path.clone()),
+            None => bail!("--source file needs --file PATH"),
+        },
+        SourceArg::Db => SourceConfig::Db(db_config(&args)?),
+    };
+    Ok(AgentConfig {
+        mode: match args.mode {
+            ModeArg::Job => RunMode::Job,
+            ModeArg::Service => RunMode::Service,
+        },
+        action: match args.action {
+            ActionArg::Apply => AgentAction::Apply,
+            ActionArg::Cleanup => AgentAction::Cleanup,
+        },
+        source,
+        node_name,
+        root: args.root,
+        os: args.os,
+        report_path: args.report,
+        dry_run: args.dry_run,
+        net: NetOptions {
+            policy_routing: args.policy_routing,
+            route_table_base: args.route_table_base,
+            route_metric_base: args.route_metric_base,
+            rule_priority_base: args.rule_priority_base,
+            noprefixroute: args.noprefixroute,
+            sysctls: args.sysctls.then(NicSysctls::default),
+        },
+        guard: GuardConfig {
+            allow_primary: args.allow_primary,
+            protect_addresses: args.protect_addresses,
+            probe: args.probe,
+        },
+        service: ServiceConfig {
+            interval: args.interval,
+            max_backoff: args.max_backoff.max(args.interval),
+            metrics_addr: args.metrics_addr,
+        },
+    })
+}
+
+/// Database settings: flags/environment first, then the credentials file, then defaults.
+fn db_config(args: &AgentArgs) -> anyhow::Result<DbConfig> {
+    let file = match &args.db_credentials {
+        Some(path) => parse_credentials(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading --db-credentials {}", path.display()))?,
+        ),
+        None => Vec::new(),
+    };
+    let from_file = |key: &str| file.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    let port = match (args.db_port, from_file("DB_PORT")) {
+        (Some(port), _) => port,
+        (None, Some(text)) => text
+            .parse()
+            .with_context(|| format!("DB_PORT in --db-credentials: {text:?} is not a port"))?,
+        (None, None) => 3306,
+    };
+    let user = args.db_user.clone().or_else(|| from_file("DB_USER"));
+    let database = args.db_name.clone().or_else(|| from_file("DB_NAME"));
+    let (Some(user), Some(database)) = (user, database) else {
+        bail!("--source db needs DB_USER and DB_NAME (environment, flags or --db-credentials)");
+    };
+    Ok(DbConfig {
+        host: args
+            .db_host
+            .clone()
+            .or_else(|| from_file("DB_HOST"))
+            .unwrap_or_else(|| "127.0.0.1".into()),
+        port,
+        user,
+        password: Redacted::new(
+            args.db_password
+                .clone()
+                .or_else(|| from_file("DB_PASSWORD"))
+                .unwrap_or_default(),
+        ),
+        database,
+        connect_timeout: args.db_connect_timeout,
+    })
+}
+
+/// `KEY=VALUE` lines; blank lines and `#` comments ignored, optional quotes stripped.
+fn parse_credentials(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| {
+            let v = v.trim();
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(v);
+            (k.trim().to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
+fn short_hostname() -> Option<String> {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|h| h.trim().split('.').next().unwrap_or_default().to_owned())
+        .find(|h| !h.is_empty())
+}
+
+/// Parses `500ms`, `30s`, `2m`, `1h` or a bare number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30s, 500ms, 2m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("{text:?}: unknown unit {unit:?} (ms, s, m, h)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("1d").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn credentials_file_lines() {
+        let parsed = parse_credentials("# db\nDB_USER=agent\n\nDB_PASSWORD=\"p=w\"\n");
+        assert_eq!(
+            parsed,
+            [
+                ("DB_USER".to_owned(), "agent".to_owned()),
+                ("DB_PASSWORD".to_owned(), "p=w".to_owned())
+            ]
+        );
+    }
+}
