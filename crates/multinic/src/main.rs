@@ -39,6 +39,8 @@ enum Command {
     Validate(cmd::validate::ValidateArgs),
     /// Configure this node's secondary NICs (job or service mode); see `multinic agent --help`.
     Agent(Box<cmd::agent::AgentArgs>),
+    /// Print (or write under --root) the persistent network files for a MultiNicNodeConfig.
+    Render(cmd::render::RenderArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         }
         Command::Validate(args) => cmd::validate::run(&args),
         Command::Agent(args) => cmd::agent::run(*args),
+        Command::Render(args) => cmd::render::run(&args),
     };
     match result {
         Ok(code) => code,
