@@ -207,6 +207,11 @@ MUST_FAIL: list[tuple[str, dict[str, Any], str]] = [
         "tolerationSeconds",
     ),
     ("unknown watch mode", {"controller": {"mode": "sometimes"}}, "mode"),
+    (
+        "a ServiceMonitor without the metrics Service",
+        {"metrics": {"service": {"enabled": False}, "serviceMonitor": {"enabled": True}}},
+        "metrics.service.enabled",
+    ),
 ]
 
 
@@ -220,6 +225,76 @@ def check_guards() -> int:
             continue
         raise CheckFailed(f"{what}: rendered without an error")
     return len(MUST_FAIL)
+
+
+# How Helm words a values.schema.json violation.
+SCHEMA_ERROR = "don't meet the specifications of the schema"
+
+# Other values tried, in order, for a string leaf until one passes the chart's schema.
+STRING_ALTERNATIVES = ["json", "text", "watch", "NodePort", "Never", "ubuntu", "10.9.9.9:22"]
+
+
+def leaves(values: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    if isinstance(values, dict) and values:
+        return [leaf for key in values for leaf in leaves(values[key], path + (key,))]
+    return [path]
+
+
+def with_leaf(values: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    copy = json.loads(json.dumps(values))
+    node = copy
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return copy
+
+
+def alternatives(value: Any) -> list[Any]:
+    if isinstance(value, bool):
+        return [not value]
+    if isinstance(value, int):
+        return [value + 1, value - 1]
+    if isinstance(value, str):
+        return [value + "x"] + [s for s in STRING_ALTERNATIVES if s != value] + [
+            "sha256:" + "f" * 64
+        ]
+    if isinstance(value, list) and value:
+        return [value[:-1]]
+    return []  # an empty list or map: the full case must give it content
+
+
+def check_every_value_matters() -> int:
+    """Every value of the chart changes what it renders: none is dead, misspelt in a template,
+    or dropped on its way to the programs. Starts from the `full` case (every feature on)."""
+    with helm.Chart.load(CHART) as chart:
+        base_values = chart.merge_values(case_values("full"))
+    base = render(base_values)
+    dead, untested = [], []
+    for path in leaves(base_values):
+        name = ".".join(path)
+        tried = False
+        for other in alternatives(base_values_at(base_values, path)):
+            try:
+                changed = render(with_leaf(base_values, path, other))
+            except helm.HelmError as err:
+                if SCHEMA_ERROR in str(err):
+                    continue  # outside the schema; try the next one
+                changed = None  # a template's own check refused it: the value is read
+            tried = True
+            if changed == base:
+                dead.append(name)
+            break
+        if not tried:
+            untested.append(name)
+    expect(not dead, f"values that change nothing rendered: {', '.join(dead)}")
+    expect(not untested, f"values the full case cannot vary (give them content): {untested}")
+    return len(leaves(base_values))
+
+
+def base_values_at(values: dict[str, Any], path: tuple[str, ...]) -> Any:
+    for key in path:
+        values = values[key]
+    return values
 
 
 def check_crd_copy() -> None:
@@ -256,6 +331,7 @@ def check(out: Path) -> None:
 
         run(f"lint {case}", lint_case)
         run(f"render+validate {case}", render_case)
+    run("every value reaches the output", lambda: f"{check_every_value_matters()} values")
     run("guards", lambda: f"{check_guards()} bad value sets rejected")
     run("crd copy", lambda: (check_crd_copy(), "identical")[1])
 

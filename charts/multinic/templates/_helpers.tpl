@@ -58,13 +58,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
-{{/* The one image, by digest when one is pinned. */}}
+{{/* The one image; a pinned digest decides what runs, the tag stays for people to read. */}}
 {{- define "multinic.image" -}}
-{{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
-{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
-{{- end }}
+{{- with .Values.image.digest }}@{{ . }}{{ end }}
 {{- end }}
 
 {{/* Namespace of the MultiNicNodeConfigs and their Jobs. */}}
