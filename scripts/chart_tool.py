@@ -230,8 +230,8 @@ def check_guards() -> int:
 # How Helm words a values.schema.json violation.
 SCHEMA_ERROR = "don't meet the specifications of the schema"
 
-# Other values tried, in order, for a string leaf until one passes the chart's schema.
-STRING_ALTERNATIVES = ["json", "text", "watch", "NodePort", "Never", "ubuntu", "10.9.9.9:22"]
+# Other values tried for a free-form string leaf until one passes the chart's schema.
+STRING_ALTERNATIVES = ["10.9.9.9:22", "sha256:" + "f" * 64]
 
 
 def leaves(values: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -249,15 +249,24 @@ def with_leaf(values: dict[str, Any], path: tuple[str, ...], value: Any) -> dict
     return copy
 
 
-def alternatives(value: Any) -> list[Any]:
+def schema_enum(schema: dict[str, Any], path: tuple[str, ...]) -> list[Any]:
+    """The values the chart's schema allows at `path`, if it lists them."""
+    for key in path:
+        schema = schema.get("properties", {}).get(key) or schema.get("additionalProperties") or {}
+        if not isinstance(schema, dict):
+            return []
+    return list(schema.get("enum", []))
+
+
+def alternatives(value: Any, allowed: list[Any]) -> list[Any]:
+    if allowed:
+        return [v for v in allowed if v != value]
     if isinstance(value, bool):
         return [not value]
     if isinstance(value, int):
         return [value + 1, value - 1]
     if isinstance(value, str):
-        return [value + "x"] + [s for s in STRING_ALTERNATIVES if s != value] + [
-            "sha256:" + "f" * 64
-        ]
+        return [value + "x"] + [s for s in STRING_ALTERNATIVES if s != value]
     if isinstance(value, list) and value:
         return [value[:-1]]
     return []  # an empty list or map: the full case must give it content
@@ -268,12 +277,14 @@ def check_every_value_matters() -> int:
     or dropped on its way to the programs. Starts from the `full` case (every feature on)."""
     with helm.Chart.load(CHART) as chart:
         base_values = chart.merge_values(case_values("full"))
+        schema = chart.schema or {}
     base = render(base_values)
     dead, untested = [], []
     for path in leaves(base_values):
         name = ".".join(path)
         tried = False
-        for other in alternatives(base_values_at(base_values, path)):
+        allowed = schema_enum(schema, path)
+        for other in alternatives(base_values_at(base_values, path), allowed):
             try:
                 changed = render(with_leaf(base_values, path, other))
             except helm.HelmError as err:

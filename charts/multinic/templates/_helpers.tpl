@@ -119,4 +119,8 @@ MULTINIC_PROTECT_ADDRESSES={{ join "," . }}
 MULTINIC_PROBE={{ . }}
 {{- end }}
 MULTINIC_DRY_RUN={{ $a.dryRun }}
+MULTINIC_HANDOFF={{ $a.handoff }}
+{{- with $a.handoffPrefix }}
+MULTINIC_HANDOFF_PREFIX={{ . }}
+{{- end }}
 {{- end }}
