@@ -1,1 +1,38 @@
 //! Node apply engine: read kernel network state over netlink, plan, apply, persist files, verify, revert.
+//!
+//! ```text
+//! desired (DesiredNode) + kernel state (rtnetlink dumps) + multinic's files
+//!     -> Plan (explicit changes; Display for dry-run/logs)
+//!     -> apply (netlink writes, counted) -> verify (re-read, brief retries)
+//!     -> files (atomic) -> host hand-off -> optional TCP probe
+//!     -> on any failure: revert runtime state and files to the snapshot taken before
+//! ```
+//!
+//! [`Engine::apply`] is idempotent: applying the same model twice makes zero netlink and zero
+//! file writes the second time ([`ApplyOutcome::writes`]).
+
+mod apply;
+pub mod config;
+mod diff;
+mod engine;
+pub mod error;
+mod files;
+mod guard;
+pub mod handoff;
+pub mod outcome;
+pub mod plan;
+mod probe;
+mod revert;
+pub mod state;
+mod sysctl;
+
+pub use config::{EngineConfig, FaultInjection, GuardConfig, ProbeConfig, VerifyConfig};
+pub use engine::Engine;
+pub use error::EngineError;
+pub use handoff::{
+    HandoffError, HandoffNic, HostHandoff, NetworkManagerHandoff, NetworkdHandoff, NoopHandoff,
+    RecordingHandoff, handoff_for,
+};
+pub use outcome::{ApplyOutcome, NicOutcome, WriteCounts};
+pub use plan::{Change, FileChange, NicAction, NicPlan, Plan};
+pub use state::{AddressState, KernelState, LinkState, RouteEntry, RuleEntry};

@@ -1,0 +1,98 @@
+//! Everything that shapes one engine: where files go, which OS flavor they are rendered for,
+//! what the guard protects, the optional connectivity probe, verify retries and the test-only
+//! fault hook. Parsed by the caller once and handed in.
+
+use multinic_api::MAX_SLOT;
+use multinic_netconf::{NetOptions, OsFlavor};
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Configuration of an [`crate::Engine`].
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Every host path the renderers produce (e.g. `/etc/netplan/...`) is written under this
+    /// directory; `/` on a node, a host mount such as `/host` in a container, a temp dir in tests.
+    pub root: PathBuf,
+    /// Which persistent files to render and which directories hold multinic's own files.
+    pub flavor: OsFlavor,
+    /// What the engine must never touch.
+    pub guard: GuardConfig,
+    /// Connectivity check after applying; a failure reverts the run.
+    pub probe: Option<ProbeConfig>,
+    /// How hard to look before declaring the kernel state wrong.
+    pub verify: VerifyConfig,
+    /// First route table multinic owns; it owns `route_table_base ..= route_table_base + 9`
+    /// (slot N uses `route_table_base + N`). Must equal `NetOptions::route_table_base` of the
+    /// model, so cleanup without a model finds the same tables.
+    pub route_table_base: u32,
+    /// Test-only fault injection.
+    pub fault: FaultInjection,
+}
+
+impl EngineConfig {
+    /// Defaults: guard on, no probe, 5 verify retries 20 ms apart, the default route tables.
+    pub fn new(root: impl Into<PathBuf>, flavor: OsFlavor) -> Self {
+        Self {
+            root: root.into(),
+            flavor,
+            guard: GuardConfig::default(),
+            probe: None,
+            verify: VerifyConfig::default(),
+            route_table_base: NetOptions::default().route_table_base,
+            fault: FaultInjection::default(),
+        }
+    }
+
+    /// The route tables multinic owns.
+    pub fn owned_tables(&self) -> RangeInclusive<u32> {
+        self.route_table_base..=self.route_table_base + u32::from(MAX_SLOT)
+    }
+}
+
+/// The primary-NIC guard. A NIC that carries the default route (main table), holds one of
+/// `protected_addresses` or is enslaved to a bond/bridge is refused with
+/// `PrimaryInterfaceProtected` unless `allow_primary` is set.
+#[derive(Clone, Debug, Default)]
+pub struct GuardConfig {
+    /// Touch such NICs anyway.
+    pub allow_primary: bool,
+    /// Addresses that mark a NIC as the node's own, e.g. the Node's InternalIP.
+    pub protected_addresses: Vec<IpAddr>,
+}
+
+/// A TCP connect after applying, e.g. to the API server.
+#[derive(Clone, Debug)]
+pub struct ProbeConfig {
+    /// Where to connect.
+    pub target: SocketAddr,
+    /// How long one connect may take.
+    pub timeout: Duration,
+}
+
+/// Verification by re-reading the kernel state.
+#[derive(Clone, Copy, Debug)]
+pub struct VerifyConfig {
+    /// Re-reads after the first one before giving up.
+    pub retries: u32,
+    /// Pause between re-reads.
+    pub interval: Duration,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        Self {
+            retries: 5,
+            interval: Duration::from_millis(20),
+        }
+    }
+}
+
+/// Test-only fault hook: make the engine fail on purpose to exercise the revert path.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FaultInjection {
+    /// Fail the write that would come after this many successful writes (netlink + file)
+    /// of the apply phase. Revert writes are never failed.
+    pub fail_after_writes: Option<u64>,
+}

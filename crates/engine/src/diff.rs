@@ -1,0 +1,454 @@
+//! The planner: desired model + kernel state + multinic's files -> [`Plan`]. Pure; the same
+//! link/table diff also drives verify (re-plan must be empty) and revert (target = snapshot).
+
+use crate::config::EngineConfig;
+use crate::guard::protection;
+use crate::plan::{Change, NicAction, NicPlan};
+use crate::state::{KernelState, LinkState, RouteEntry, RuleEntry};
+use ipnet::IpNet;
+use multinic_api::{InterfaceReason, MacAddress, parse_slot_name};
+use multinic_netconf::{DesiredNic, DesiredNode, NicSysctls, OwnedFile};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// How one link must end up.
+#[derive(Clone, Debug)]
+pub(crate) struct LinkTarget {
+    pub name: String,
+    pub mtu: Option<u32>,
+    pub up: bool,
+    pub sysctls: Option<NicSysctls>,
+    pub addresses: Vec<(IpNet, bool)>,
+}
+
+/// Changes for one link, grouped by when they must run.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LinkDiff {
+    /// Stale addresses (before the link edit).
+    pub removals: Vec<Change>,
+    /// Down/rename/MTU/sysctls/up.
+    pub edits: Vec<Change>,
+    /// Missing addresses (after the link is up).
+    pub additions: Vec<Change>,
+    /// A final `LinkDown` for links that must end down.
+    pub final_down: Option<Change>,
+    /// The link goes down and up again, which drops its routes and IPv6 addresses.
+    pub bounced: bool,
+}
+
+/// Diff of one link against its target.
+pub(crate) fn link_diff(link: &LinkState, state: &KernelState, target: &LinkTarget) -> LinkDiff {
+    let index = link.index;
+    let mut diff = LinkDiff::default();
+    let rename = link.name != target.name;
+    if rename && link.up {
+        diff.edits.push(Change::LinkDown { index });
+        diff.bounced = true;
+    }
+    if rename {
+        diff.edits.push(Change::Rename {
+            index,
+            from: link.name.clone(),
+            to: target.name.clone(),
+        });
+    }
+    if let Some(mtu) = target.mtu.filter(|m| *m != link.mtu) {
+        diff.edits.push(Change::Mtu {
+            index,
+            from: link.mtu,
+            to: mtu,
+        });
+    }
+    if let Some(values) = target.sysctls.filter(|s| link.sysctls != Some(*s)) {
+        diff.edits.push(Change::Sysctls {
+            index,
+            from: link.sysctls,
+            to: values,
+        });
+    }
+    if target.up && (!link.up || diff.bounced) {
+        diff.edits.push(Change::LinkUp { index });
+    }
+    if !target.up && link.up && !diff.bounced {
+        diff.final_down = Some(Change::LinkDown { index });
+    }
+    let current: Vec<_> = state.addresses_of(index).collect();
+    for addr in &current {
+        if !target.addresses.iter().any(|(net, _)| *net == addr.address) {
+            diff.removals.push(Change::RemoveAddress {
+                index,
+                address: addr.address,
+            });
+        }
+    }
+    for (net, noprefixroute) in &target.addresses {
+        // IPv6 addresses do not survive a down/up (keep_addr_on_down=0).
+        let present = current.iter().any(|a| {
+            a.address == *net
+                && a.noprefixroute == *noprefixroute
+                && !(diff.bounced && matches!(net, IpNet::V6(_)))
+        });
+        if !present {
+            diff.additions.push(Change::AddAddress {
+                index,
+                address: *net,
+                noprefixroute: *noprefixroute,
+            });
+        }
+    }
+    diff
+}
+
+/// Route and rule changes that make the owned tables hold exactly `want_routes`/`want_rules`,
+/// leaving the tables in `preserve` alone. Routes through a link in `bounced` are gone after
+/// it bounces, so they are re-added and not removed.
+pub(crate) fn table_diff(
+    state: &KernelState,
+    want_routes: &BTreeSet<RouteEntry>,
+    want_rules: &BTreeSet<RuleEntry>,
+    preserve: &BTreeSet<u32>,
+    bounced: &BTreeSet<u32>,
+) -> (Vec<Change>, Vec<Change>) {
+    let gone = |r: &RouteEntry| r.oif.is_some_and(|i| bounced.contains(&i));
+    let mut removals = Vec::new();
+    let mut additions = Vec::new();
+    for rule in &state.rules {
+        if !want_rules.contains(rule) && !preserve.contains(&rule.table) {
+            removals.push(Change::RemoveRule(rule.clone()));
+        }
+    }
+    for route in &state.routes {
+        if !want_routes.contains(route) && !preserve.contains(&route.table) && !gone(route) {
+            removals.push(Change::RemoveRoute(route.clone()));
+        }
+    }
+    for route in want_routes {
+        if !state.routes.contains(route) || gone(route) {
+            additions.push(Change::AddRoute(route.clone()));
+        }
+    }
+    for rule in want_rules {
+        if !state.rules.contains(rule) {
+            additions.push(Change::AddRule(rule.clone()));
+        }
+    }
+    (removals, additions)
+}
+
+/// The route and rule one desired NIC needs on link `index`.
+fn policy_entries(nic: &DesiredNic, index: u32) -> Option<(RouteEntry, RuleEntry)> {
+    let routing = nic.routing?;
+    let ip = nic.address.addr();
+    let v6 = ip.is_ipv6();
+    let route = RouteEntry {
+        table: routing.table,
+        destination: nic.network.trunc(),
+        oif: Some(index),
+        metric: routing.metric,
+        // IPv6 refuses a preferred source that is still tentative (DAD), so only IPv4 sets it.
+        pref_source: (!v6).then_some(ip),
+    };
+    let rule = RuleEntry {
+        v6,
+        priority: routing.rule_priority,
+        source: Some(IpNet::new(ip, nic.address.max_prefix_len()).expect("host prefix")),
+        table: routing.table,
+    };
+    Some((route, rule))
+}
+
+/// A name no slot uses, for moving a link off a slot name another NIC needs.
+pub(crate) fn park_name(index: u32) -> String {
+    format!("mnpark{index}")
+}
+
+/// Takes a link down in a simulated state: its routes and IPv6 addresses go with it.
+pub(crate) fn simulate_down(state: &mut KernelState, index: u32) {
+    if let Some(link) = state.links.iter_mut().find(|l| l.index == index) {
+        link.up = false;
+    }
+    state
+        .addresses
+        .retain(|a| a.index != index || matches!(a.address, IpNet::V4(_)));
+    state.routes.retain(|r| r.oif != Some(index));
+}
+
+/// The runtime part of the plan: parking renames, per-NIC changes, stale table entries.
+pub(crate) fn plan_runtime(
+    desired: &DesiredNode,
+    state: &KernelState,
+    owned: &[OwnedFile],
+    config: &EngineConfig,
+) -> (Vec<Change>, Vec<NicPlan>, Vec<Change>) {
+    let mut by_mac: BTreeMap<MacAddress, Vec<&LinkState>> = BTreeMap::new();
+    for link in &state.links {
+        if let Some(mac) = link.mac {
+            by_mac.entry(mac).or_default().push(link);
+        }
+    }
+    let desired_macs: BTreeSet<MacAddress> = desired.nics.iter().map(|n| n.mac_address()).collect();
+    let owned_macs: BTreeSet<MacAddress> =
+        owned.iter().filter_map(|o| o.mac.parse().ok()).collect();
+
+    let mut nics: Vec<NicPlan> = Vec::new();
+    for nic in &desired.nics {
+        let mac = nic.mac_address();
+        let mut plan = NicPlan {
+            slot: nic.slot,
+            name: nic.name.clone(),
+            mac: mac.to_string(),
+            source_index: Some(nic.source_index),
+            index: None,
+            action: NicAction::Configure,
+            changes: Vec::new(),
+        };
+        match resolve(
+            by_mac.get(&mac).map(Vec::as_slice).unwrap_or(&[]),
+            &nic.name,
+        ) {
+            Err(action) => plan.action = action,
+            Ok(link) => {
+                plan.index = Some(link.index);
+                if let Some(why) = protection(link, state, &config.guard) {
+                    plan.action = skip(InterfaceReason::PrimaryInterfaceProtected, why);
+                }
+            }
+        }
+        nics.push(plan);
+    }
+    // Orphans: links named multinicN that multinic configured (its file names the MAC, or a
+    // rule in the slot's table comes from one of the link's addresses) whose MAC left the set.
+    for link in &state.links {
+        let (Some(mac), Ok(slot)) = (link.mac, parse_slot_name(&link.name)) else {
+            continue;
+        };
+        if desired_macs.contains(&mac) {
+            continue;
+        }
+        let table = config.route_table_base + u32::from(slot);
+        let rule_evidence = state.rules.iter().any(|r| {
+            r.table == table
+                && r.source.is_some_and(|s| {
+                    state
+                        .addresses_of(link.index)
+                        .any(|a| a.address.addr() == s.addr())
+                })
+        });
+        if !owned_macs.contains(&mac) && !rule_evidence {
+            continue;
+        }
+        let action = match protection(link, state, &config.guard) {
+            Some(why) => skip(InterfaceReason::PrimaryInterfaceProtected, why),
+            None => NicAction::Remove,
+        };
+        nics.push(NicPlan {
+            slot,
+            name: link.name.clone(),
+            mac: mac.to_string(),
+            source_index: None,
+            index: Some(link.index),
+            action,
+            changes: Vec::new(),
+        });
+    }
+
+    // Name conflicts and parking.
+    let mut sim = state.clone();
+    let mut parking = Vec::new();
+    let movable: BTreeSet<u32> = nics
+        .iter()
+        .filter(|n| matches!(n.action, NicAction::Configure | NicAction::Remove))
+        .filter_map(|n| n.index)
+        .collect();
+    for nic in nics.iter_mut() {
+        let (NicAction::Configure, Some(index)) = (&nic.action, nic.index) else {
+            continue;
+        };
+        let Some(holder) = sim
+            .link_named(&nic.name)
+            .filter(|h| h.index != index)
+            .cloned()
+        else {
+            continue;
+        };
+        if movable.contains(&holder.index) {
+            if holder.up {
+                parking.push(Change::LinkDown {
+                    index: holder.index,
+                });
+                simulate_down(&mut sim, holder.index);
+            }
+            let to = park_name(holder.index);
+            parking.push(Change::Rename {
+                index: holder.index,
+                from: holder.name.clone(),
+                to: to.clone(),
+            });
+            if let Some(l) = sim.links.iter_mut().find(|l| l.index == holder.index) {
+                l.name = to;
+            }
+        } else {
+            let owner = holder
+                .mac
+                .map(|m| m.to_string())
+                .unwrap_or_else(|| "no MAC".into());
+            nic.action = skip(
+                InterfaceReason::NameConflict,
+                format!(
+                    "{} is held by link {} ({owner}), which multinic does not own",
+                    nic.name, holder.index
+                ),
+            );
+        }
+    }
+
+    // Per-link diffs, then the tables.
+    let mut diffs: Vec<Option<LinkDiff>> = Vec::with_capacity(nics.len());
+    let mut want_routes = BTreeSet::new();
+    let mut want_rules = BTreeSet::new();
+    let mut preserve = BTreeSet::new();
+    let mut bounced = BTreeSet::new();
+    let mut table_owner: BTreeMap<u32, usize> = BTreeMap::new();
+    for (i, plan) in nics.iter().enumerate() {
+        let desired_nic = plan
+            .source_index
+            .and_then(|_| desired.nics.iter().find(|n| n.name == plan.name));
+        let table = desired_nic
+            .and_then(|n| n.routing.map(|r| r.table))
+            .unwrap_or(config.route_table_base + u32::from(plan.slot));
+        let link = plan.index.and_then(|idx| sim.link(idx));
+        let diff = match (&plan.action, link) {
+            (NicAction::Configure, Some(link)) => {
+                let nic = desired_nic.expect("configured NICs come from the model");
+                if let Some((route, rule)) = policy_entries(nic, link.index) {
+                    want_routes.insert(route);
+                    want_rules.insert(rule);
+                }
+                Some(link_diff(link, &sim, &desired_target(nic, desired)))
+            }
+            (NicAction::Remove, Some(link)) => Some(link_diff(link, &sim, &strip_target(link))),
+            _ => {
+                preserve.insert(table);
+                None
+            }
+        };
+        if let Some(d) = &diff
+            && d.bounced
+        {
+            bounced.insert(plan.index.expect("diffed NICs have a link"));
+        }
+        table_owner.entry(table).or_insert(i);
+        diffs.push(diff);
+    }
+    let (table_removals, table_additions) =
+        table_diff(&sim, &want_routes, &want_rules, &preserve, &bounced);
+    let mut nic_removals: Vec<Vec<Change>> = vec![Vec::new(); nics.len()];
+    let mut nic_additions: Vec<Vec<Change>> = vec![Vec::new(); nics.len()];
+    let mut stale = Vec::new();
+    let owner_of = |c: &Change| {
+        let table = match c {
+            Change::AddRoute(r) | Change::RemoveRoute(r) => r.table,
+            Change::AddRule(r) | Change::RemoveRule(r) => r.table,
+            _ => return None,
+        };
+        table_owner
+            .get(&table)
+            .copied()
+            .filter(|i| diffs[*i].is_some())
+    };
+    for c in table_removals {
+        match owner_of(&c) {
+            Some(i) => nic_removals[i].push(c),
+            None => stale.push(c),
+        }
+    }
+    for c in table_additions {
+        match owner_of(&c) {
+            Some(i) => nic_additions[i].push(c),
+            None => stale.push(c),
+        }
+    }
+    for (i, plan) in nics.iter_mut().enumerate() {
+        let Some(diff) = diffs[i].take() else {
+            continue;
+        };
+        let mut changes = std::mem::take(&mut nic_removals[i]);
+        changes.extend(diff.removals);
+        changes.extend(diff.edits);
+        changes.extend(diff.additions);
+        changes.append(&mut nic_additions[i]);
+        changes.extend(diff.final_down);
+        plan.changes = changes;
+    }
+    (parking, nics, stale)
+}
+
+fn skip(reason: InterfaceReason, message: String) -> NicAction {
+    NicAction::Skip { reason, message }
+}
+
+/// Picks the link for a MAC: the only one, else the one already named right, else the only
+/// one that is not a virtual upper device (bond, bridge, vlan ... share their port's MAC).
+fn resolve<'a>(candidates: &[&'a LinkState], target: &str) -> Result<&'a LinkState, NicAction> {
+    match candidates {
+        [] => Err(skip(
+            InterfaceReason::MacNotFound,
+            "no link has this MAC".into(),
+        )),
+        [one] => Ok(one),
+        many => {
+            if let Some(named) = many.iter().find(|l| l.name == target) {
+                return Ok(named);
+            }
+            const UPPER: [&str; 8] = [
+                "bond", "bridge", "team", "vlan", "macvlan", "macvtap", "ipvlan", "vrf",
+            ];
+            let lower: Vec<_> = many
+                .iter()
+                .filter(|l| !l.kind.as_deref().is_some_and(|k| UPPER.contains(&k)))
+                .collect();
+            match lower.as_slice() {
+                [one] => Ok(one),
+                _ => Err(skip(
+                    InterfaceReason::ApplyFailed,
+                    format!(
+                        "{} links carry this MAC: {}",
+                        many.len(),
+                        many.iter()
+                            .map(|l| l.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )),
+            }
+        }
+    }
+}
+
+fn desired_target(nic: &DesiredNic, node: &DesiredNode) -> LinkTarget {
+    LinkTarget {
+        name: nic.name.clone(),
+        mtu: nic.mtu,
+        up: true,
+        sysctls: node.sysctls,
+        addresses: vec![(nic.address, node.noprefixroute)],
+    }
+}
+
+fn strip_target(link: &LinkState) -> LinkTarget {
+    LinkTarget {
+        name: link.name.clone(),
+        mtu: None,
+        up: false,
+        sysctls: None,
+        addresses: Vec::new(),
+    }
+}
+
+/// Sticky slots: MAC -> N for every link named `multinicN`.
+pub(crate) fn current_slots(state: &KernelState) -> BTreeMap<MacAddress, u8> {
+    state
+        .links
+        .iter()
+        .filter_map(|l| Some((l.mac?, parse_slot_name(&l.name).ok()?)))
+        .collect()
+}

@@ -1,0 +1,450 @@
+//! The [`Engine`]: one rtnetlink connection plus configuration and a host hand-off, and the
+//! run that ties plan, apply, verify, files, hand-off, probe and revert together.
+
+use crate::apply::Writer;
+use crate::config::EngineConfig;
+use crate::diff::{current_slots, plan_runtime};
+use crate::error::EngineError;
+use crate::files;
+use crate::handoff::{HandoffNic, HostHandoff};
+use crate::outcome::{ApplyOutcome, NicOutcome, WriteCounts};
+use crate::plan::{Change, FileChange, NicAction, NicPlan, Plan};
+use crate::probe::probe;
+use crate::revert::{FileSnapshot, revert_changes};
+use crate::state::KernelState;
+use multinic_api::{InterfaceReason, MacAddress};
+use multinic_netconf::{DesiredNode, OwnedFile, render};
+use rtnetlink::Handle;
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+
+/// Applies desired NIC state to the network namespace it was connected in.
+pub struct Engine {
+    handle: Handle,
+    config: EngineConfig,
+    handoff: Box<dyn HostHandoff>,
+}
+
+/// Why a run is being reverted.
+struct Failure {
+    /// The NIC the failure is about, if it is about one.
+    nic: Option<String>,
+    reason: InterfaceReason,
+    message: String,
+}
+
+impl Engine {
+    /// Opens a netlink socket in the current network namespace and spawns its driver on the
+    /// current Tokio runtime (call from inside one).
+    pub fn connect(
+        config: EngineConfig,
+        handoff: Box<dyn HostHandoff>,
+    ) -> Result<Self, EngineError> {
+        let (connection, handle, _) = rtnetlink::new_connection().map_err(EngineError::Connect)?;
+        tokio::spawn(connection);
+        Ok(Self {
+            handle,
+            config,
+            handoff,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Reads links, addresses and the owned tables' routes and rules.
+    pub async fn read_state(&self) -> Result<KernelState, EngineError> {
+        KernelState::read(&self.handle, &self.config.owned_tables()).await
+    }
+
+    /// MAC -> slot of every link named `multinicN`, for sticky slot allocation
+    /// (`DesiredNode::build`'s `sticky`).
+    pub async fn current_slots(&self) -> Result<HashMap<MacAddress, u8>, EngineError> {
+        Ok(current_slots(&self.read_state().await?)
+            .into_iter()
+            .collect())
+    }
+
+    /// What [`Engine::apply`] would do, without doing it (dry run).
+    pub async fn plan(&self, desired: &DesiredNode) -> Result<Plan, EngineError> {
+        let owned = self.owned_files()?;
+        let state = self.read_state().await?;
+        self.build_plan(desired, &state, &owned)
+    }
+
+    /// The plan when the node drifted from `desired`, `None` when it matches.
+    pub async fn drift(&self, desired: &DesiredNode) -> Result<Option<Plan>, EngineError> {
+        let plan = self.plan(desired).await?;
+        Ok((!plan.is_empty()).then_some(plan))
+    }
+
+    /// Makes the node match `desired`; NICs multinic owns that left it are stripped (orphans).
+    pub async fn apply(&self, desired: &DesiredNode) -> Result<ApplyOutcome, EngineError> {
+        let owned = self.owned_files()?;
+        let snapshot = self.read_state().await?;
+        let plan = self.build_plan(desired, &snapshot, &owned)?;
+        tracing::info!(
+            changes = plan.kernel_changes(),
+            files = plan.files.len(),
+            "plan:\n{plan}"
+        );
+        self.run(desired, &owned, snapshot, plan).await
+    }
+
+    /// Removes everything multinic owns: addresses, rules, routes and files of its NICs, which
+    /// go down.
+    pub async fn cleanup(&self) -> Result<ApplyOutcome, EngineError> {
+        let empty = DesiredNode {
+            nics: Vec::new(),
+            sysctls: None,
+            noprefixroute: false,
+        };
+        self.apply(&empty).await
+    }
+
+    fn owned_files(&self) -> Result<Vec<(PathBuf, OwnedFile)>, EngineError> {
+        files::scan_owned(&self.config.root, self.config.flavor)
+    }
+
+    fn build_plan(
+        &self,
+        desired: &DesiredNode,
+        state: &KernelState,
+        owned: &[(PathBuf, OwnedFile)],
+    ) -> Result<Plan, EngineError> {
+        let owners: Vec<OwnedFile> = owned.iter().map(|(_, o)| o.clone()).collect();
+        let (parking, nics, stale) = plan_runtime(desired, state, &owners, &self.config);
+        let configured: BTreeSet<&str> = nics
+            .iter()
+            .filter(|n| n.action == NicAction::Configure)
+            .map(|n| n.name.as_str())
+            .collect();
+        let keep_macs = nics
+            .iter()
+            .filter(|n| matches!(n.action, NicAction::Skip { .. }))
+            .map(|n| n.mac.clone())
+            .collect();
+        let mut model = desired.clone();
+        model.nics.retain(|n| configured.contains(n.name.as_str()));
+        for nic in &mut model.nics {
+            nic.mac = nic.mac_address().to_string();
+        }
+        let rendered = render(self.config.flavor, &model);
+        let file_changes = files::diff(&self.config.root, &rendered, owned, &keep_macs)?;
+        Ok(Plan {
+            parking,
+            nics,
+            stale,
+            files: file_changes,
+        })
+    }
+
+    async fn run(
+        &self,
+        desired: &DesiredNode,
+        owned: &[(PathBuf, OwnedFile)],
+        snapshot: KernelState,
+        plan: Plan,
+    ) -> Result<ApplyOutcome, EngineError> {
+        let mut writer = Writer::new(&self.handle, self.config.fault.fail_after_writes);
+        let mut failure = self.apply_kernel(&mut writer, &plan).await;
+        if failure.is_none() && plan.kernel_changes() > 0 {
+            failure = self.verify(desired, owned, &plan).await?;
+        }
+        let mut file_snapshot = FileSnapshot::default();
+        let mut handed_off = false;
+        if failure.is_none() && !plan.files.is_empty() {
+            for change in &plan.files {
+                let before = files::read(&self.config.root, change.path())?;
+                file_snapshot.entries.push((change.path().clone(), before));
+            }
+            failure = self.apply_files(&mut writer, &plan.files);
+            if failure.is_none() {
+                handed_off = true;
+                if let Err(e) = self.handoff.reload(&handoff_nics(&plan.files)).await {
+                    failure = Some(Failure {
+                        nic: None,
+                        reason: InterfaceReason::ApplyFailed,
+                        message: format!("host hand-off ({}): {e}", self.handoff.name()),
+                    });
+                }
+            }
+        }
+        if failure.is_none()
+            && writer.netlink + writer.files > 0
+            && let Some(config) = &self.config.probe
+            && let Err(message) = probe(config).await
+        {
+            failure = Some(Failure {
+                nic: None,
+                reason: InterfaceReason::ProbeFailed,
+                message,
+            });
+        }
+        let mut rolled_back = false;
+        let mut failure_text = None;
+        if let Some(f) = &mut failure {
+            writer.disarm();
+            rolled_back = true;
+            if let Err(e) = self
+                .revert(&mut writer, &snapshot, &plan, &file_snapshot, handed_off)
+                .await
+            {
+                f.message = format!("{}; revert failed: {e}", f.message);
+            }
+            failure_text = Some(match &f.nic {
+                Some(nic) => format!("{nic}: {}", f.message),
+                None => f.message.clone(),
+            });
+            tracing::warn!(failure = failure_text.as_deref(), "run reverted");
+        }
+        let nics = outcomes(&plan, failure.as_ref());
+        Ok(ApplyOutcome {
+            nics,
+            plan,
+            writes: WriteCounts {
+                netlink: writer.netlink,
+                files: writer.files,
+            },
+            rolled_back,
+            failure: failure_text,
+        })
+    }
+
+    /// Parking, orphans, stale table entries, then the NICs to configure.
+    async fn apply_kernel(&self, writer: &mut Writer<'_>, plan: &Plan) -> Option<Failure> {
+        let fail = |nic: Option<&NicPlan>, change: Option<&Change>, e: EngineError| Failure {
+            nic: nic.map(|n| n.name.clone()),
+            reason: InterfaceReason::ApplyFailed,
+            message: match change {
+                Some(c) => format!("{c}: {e}"),
+                None => e.to_string(),
+            },
+        };
+        if let Err((i, e)) = writer.execute(&plan.parking).await {
+            let holder = plan.parking[i].link_index();
+            let nic = plan
+                .nics
+                .iter()
+                .find(|n| n.index.is_some() && n.index == holder);
+            return Some(fail(nic, plan.parking.get(i), e));
+        }
+        let removes = plan.nics.iter().filter(|n| n.action == NicAction::Remove);
+        for nic in removes {
+            if let Err((i, e)) = writer.execute(&nic.changes).await {
+                return Some(fail(Some(nic), nic.changes.get(i), e));
+            }
+        }
+        if let Err((i, e)) = writer.execute(&plan.stale).await {
+            return Some(fail(None, plan.stale.get(i), e));
+        }
+        for nic in plan
+            .nics
+            .iter()
+            .filter(|n| n.action == NicAction::Configure)
+        {
+            if let Err((i, e)) = writer.execute(&nic.changes).await {
+                return Some(fail(Some(nic), nic.changes.get(i), e));
+            }
+        }
+        None
+    }
+
+    /// Re-reads the kernel until re-planning finds nothing left to do, a few times.
+    async fn verify(
+        &self,
+        desired: &DesiredNode,
+        owned: &[(PathBuf, OwnedFile)],
+        plan: &Plan,
+    ) -> Result<Option<Failure>, EngineError> {
+        let owners: Vec<OwnedFile> = owned.iter().map(|(_, o)| o.clone()).collect();
+        let mut last = None;
+        for attempt in 0..=self.config.verify.retries {
+            if attempt > 0 {
+                tokio::time::sleep(self.config.verify.interval).await;
+            }
+            let state = self.read_state().await?;
+            let (_, replanned, stale) = plan_runtime(desired, &state, &owners, &self.config);
+            last = mismatch(plan, &replanned, &stale);
+            if last.is_none() {
+                return Ok(None);
+            }
+        }
+        Ok(last)
+    }
+
+    fn apply_files(&self, writer: &mut Writer<'_>, changes: &[FileChange]) -> Option<Failure> {
+        for change in changes {
+            let result = match change {
+                FileChange::Write {
+                    path,
+                    mode,
+                    contents,
+                    ..
+                } => writer.write_file(&self.config.root, path, *mode, contents.as_bytes()),
+                FileChange::Remove { path, .. } => writer.remove_file(&self.config.root, path),
+            };
+            if let Err(e) = result {
+                return Some(Failure {
+                    nic: change.owner().map(|o| o.name.clone()),
+                    reason: InterfaceReason::ApplyFailed,
+                    message: e.to_string(),
+                });
+            }
+        }
+        None
+    }
+
+    /// Restores the kernel and the files to the snapshot.
+    async fn revert(
+        &self,
+        writer: &mut Writer<'_>,
+        snapshot: &KernelState,
+        plan: &Plan,
+        file_snapshot: &FileSnapshot,
+        handed_off: bool,
+    ) -> Result<(), EngineError> {
+        let touched: BTreeSet<u32> = plan
+            .parking
+            .iter()
+            .chain(plan.stale.iter())
+            .chain(plan.nics.iter().flat_map(|n| n.changes.iter()))
+            .filter_map(Change::link_index)
+            .collect();
+        let current = self.read_state().await?;
+        let changes = revert_changes(snapshot, &current, &touched);
+        tracing::info!(changes = changes.len(), "reverting kernel state");
+        writer.execute(&changes).await.map_err(|(_, e)| e)?;
+        for (path, before) in &file_snapshot.entries {
+            match before {
+                Some(file) => {
+                    writer.write_file(&self.config.root, path, file.mode, &file.contents)?
+                }
+                None => writer.remove_file(&self.config.root, path)?,
+            }
+        }
+        if handed_off {
+            self.handoff.reload(&handoff_nics(&plan.files)).await?;
+        }
+        Ok(())
+    }
+}
+
+/// NICs whose files changed, once each.
+fn handoff_nics(changes: &[FileChange]) -> Vec<HandoffNic> {
+    let mut out: Vec<HandoffNic> = Vec::new();
+    for change in changes {
+        let Some(owner) = change.owner() else {
+            continue;
+        };
+        if out.iter().any(|n| n.name == owner.name) {
+            continue;
+        }
+        out.push(HandoffNic {
+            name: owner.name.clone(),
+            mac: owner.mac.clone(),
+            removed: matches!(change, FileChange::Remove { .. }),
+        });
+    }
+    out
+}
+
+/// Why the re-planned state still differs, naming the first NIC that is not done.
+fn mismatch(plan: &Plan, replanned: &[NicPlan], stale: &[Change]) -> Option<Failure> {
+    for nic in plan
+        .nics
+        .iter()
+        .filter(|n| n.action == NicAction::Configure)
+    {
+        let now = replanned.iter().find(|r| r.name == nic.name);
+        let left = match now {
+            Some(r) if r.action == NicAction::Configure && r.changes.is_empty() => continue,
+            Some(r) if r.action == NicAction::Configure => r
+                .changes
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+            Some(r) => format!("now planned as {}", r.action),
+            None => "not found any more".into(),
+        };
+        return Some(Failure {
+            nic: Some(nic.name.clone()),
+            reason: InterfaceReason::VerifyFailed,
+            message: format!("kernel state differs after applying: {left}"),
+        });
+    }
+    for nic in plan.nics.iter().filter(|n| n.action == NicAction::Remove) {
+        if let Some(r) = replanned
+            .iter()
+            .find(|r| r.index == nic.index && !r.changes.is_empty())
+        {
+            return Some(Failure {
+                nic: Some(nic.name.clone()),
+                reason: InterfaceReason::VerifyFailed,
+                message: format!("still configured after removal: {}", r.changes[0]),
+            });
+        }
+    }
+    stale.first().map(|c| Failure {
+        nic: None,
+        reason: InterfaceReason::VerifyFailed,
+        message: format!("stale entry left behind: {c}"),
+    })
+}
+
+/// Per-NIC outcomes from the plan and the run's failure, if any.
+fn outcomes(plan: &Plan, failure: Option<&Failure>) -> Vec<NicOutcome> {
+    plan.nics
+        .iter()
+        .map(|nic| {
+            let files = plan
+                .files
+                .iter()
+                .filter(|f| {
+                    f.owner()
+                        .is_some_and(|o| o.name == nic.name && o.mac == nic.mac)
+                })
+                .count();
+            let has_work = !nic.changes.is_empty() || files > 0;
+            let (reason, message) = match (&nic.action, failure) {
+                (NicAction::Skip { reason, message }, _) => (*reason, message.clone()),
+                (_, Some(f)) if f.nic.as_deref() == Some(nic.name.as_str()) => {
+                    (f.reason, f.message.clone())
+                }
+                (_, Some(f)) if has_work && f.reason == InterfaceReason::ProbeFailed => (
+                    InterfaceReason::ProbeFailed,
+                    format!("reverted: {}", f.message),
+                ),
+                (_, Some(f)) if has_work => (
+                    InterfaceReason::RolledBack,
+                    format!(
+                        "reverted because {}: {}",
+                        f.nic.as_deref().unwrap_or("the run failed"),
+                        f.message
+                    ),
+                ),
+                (NicAction::Configure, _) if has_work => (
+                    InterfaceReason::Configured,
+                    format!("{} kernel changes, {files} files", nic.changes.len()),
+                ),
+                (NicAction::Configure, _) => (InterfaceReason::Unchanged, String::new()),
+                (_, Some(_)) if has_work => unreachable!("handled above"),
+                (_, _) => (
+                    InterfaceReason::Removed,
+                    format!("{} kernel changes, {files} files", nic.changes.len()),
+                ),
+            };
+            NicOutcome {
+                name: nic.name.clone(),
+                slot: nic.slot,
+                mac: nic.mac.clone(),
+                source_index: nic.source_index,
+                reason,
+                message,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,339 @@
+//! The kernel's current network state as multinic sees it, read straight over rtnetlink:
+//! links (name, MAC, MTU, up, master, kind, IPv4 devconf), global addresses, and the routes
+//! and rules in the tables multinic owns, plus which links carry a default route.
+
+use crate::error::EngineError;
+use crate::sysctl;
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use multinic_api::MacAddress;
+use multinic_netconf::NicSysctls;
+use netlink_packet_route::AddressFamily;
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressScope};
+use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+use netlink_packet_route::rule::{RuleAttribute, RuleMessage};
+use rtnetlink::{Handle, IpVersion, RouteMessageBuilder};
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::ops::RangeInclusive;
+
+/// Main routing table id.
+const MAIN_TABLE: u32 = 254;
+
+/// One network interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkState {
+    /// Kernel ifindex; stable across renames.
+    pub index: u32,
+    /// Current name.
+    pub name: String,
+    /// Hardware address, when the link has a 6-byte one.
+    pub mac: Option<MacAddress>,
+    /// MTU.
+    pub mtu: u32,
+    /// Administratively up (IFF_UP).
+    pub up: bool,
+    /// ifindex of the bond/bridge this link is enslaved to.
+    pub master: Option<u32>,
+    /// `IFLA_INFO_KIND` (veth, bond, bridge ...); none for plain hardware NICs.
+    pub kind: Option<String>,
+    /// `arp_ignore`/`arp_announce`/`rp_filter` of the link's IPv4 devconf.
+    pub sysctls: Option<NicSysctls>,
+}
+
+/// One global-scope address on a link (link-local and host addresses are the kernel's).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AddressState {
+    /// ifindex of the link holding it.
+    pub index: u32,
+    /// Address with prefix length.
+    pub address: IpNet,
+    /// Added with `noprefixroute`.
+    pub noprefixroute: bool,
+}
+
+/// A route in one of multinic's tables.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RouteEntry {
+    /// Route table.
+    pub table: u32,
+    /// Destination network.
+    pub destination: IpNet,
+    /// Output link.
+    pub oif: Option<u32>,
+    /// Metric (`RTA_PRIORITY`).
+    pub metric: u32,
+    /// Preferred source address.
+    pub pref_source: Option<IpAddr>,
+}
+
+/// A policy rule pointing at one of multinic's tables.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RuleEntry {
+    /// IPv6 rule (else IPv4).
+    pub v6: bool,
+    /// Rule priority.
+    pub priority: u32,
+    /// `from` selector.
+    pub source: Option<IpNet>,
+    /// Table it looks up.
+    pub table: u32,
+}
+
+/// Everything the planner needs to know about the node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelState {
+    /// Every link, by ifindex order.
+    pub links: Vec<LinkState>,
+    /// Global addresses of every link.
+    pub addresses: Vec<AddressState>,
+    /// Routes in the owned tables.
+    pub routes: Vec<RouteEntry>,
+    /// Rules looking up the owned tables.
+    pub rules: Vec<RuleEntry>,
+    /// ifindexes of links that carry a default route of the main table.
+    pub default_route_links: BTreeSet<u32>,
+}
+
+impl KernelState {
+    /// The link with this ifindex.
+    pub fn link(&self, index: u32) -> Option<&LinkState> {
+        self.links.iter().find(|l| l.index == index)
+    }
+
+    /// The link with this name.
+    pub fn link_named(&self, name: &str) -> Option<&LinkState> {
+        self.links.iter().find(|l| l.name == name)
+    }
+
+    /// Global addresses on the link with this ifindex.
+    pub fn addresses_of(&self, index: u32) -> impl Iterator<Item = &AddressState> {
+        self.addresses.iter().filter(move |a| a.index == index)
+    }
+
+    /// Reads the whole state: links, addresses, and routes/rules of `tables`.
+    pub async fn read(handle: &Handle, tables: &RangeInclusive<u32>) -> Result<Self, EngineError> {
+        let links = read_links(handle).await?;
+        let addresses = read_addresses(handle).await?;
+        let mut routes = Vec::new();
+        let mut default_route_links = BTreeSet::new();
+        for v6 in [false, true] {
+            for msg in dump_routes(handle, v6).await? {
+                let Some(route) = parse_route(&msg) else {
+                    continue;
+                };
+                if route.table == MAIN_TABLE && route.destination.prefix_len() == 0 {
+                    default_route_links.extend(route_oifs(&msg));
+                }
+                if tables.contains(&route.table) {
+                    routes.push(route);
+                }
+            }
+        }
+        let mut rules = Vec::new();
+        for version in [IpVersion::V4, IpVersion::V6] {
+            let msgs: Vec<RuleMessage> = handle
+                .rule()
+                .get(version)
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|e| EngineError::netlink("dump rules", e))?;
+            rules.extend(
+                msgs.iter()
+                    .map(parse_rule)
+                    .filter(|r| tables.contains(&r.table)),
+            );
+        }
+        routes.sort();
+        rules.sort();
+        Ok(Self {
+            links,
+            addresses,
+            routes,
+            rules,
+            default_route_links,
+        })
+    }
+}
+
+async fn read_links(handle: &Handle) -> Result<Vec<LinkState>, EngineError> {
+    let msgs: Vec<_> = handle
+        .link()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| EngineError::netlink("dump links", e))?;
+    let mut links: Vec<LinkState> = msgs
+        .iter()
+        .map(|msg| {
+            let mut link = LinkState {
+                index: msg.header.index,
+                name: String::new(),
+                mac: None,
+                mtu: 0,
+                up: msg.header.flags.contains(LinkFlags::Up),
+                master: None,
+                kind: None,
+                sysctls: None,
+            };
+            for attr in &msg.attributes {
+                match attr {
+                    LinkAttribute::IfName(n) => link.name = n.clone(),
+                    LinkAttribute::Address(a) => {
+                        link.mac = <[u8; 6]>::try_from(a.as_slice()).ok().map(MacAddress)
+                    }
+                    LinkAttribute::Mtu(m) => link.mtu = *m,
+                    LinkAttribute::Controller(m) => link.master = Some(*m),
+                    LinkAttribute::LinkInfo(infos) => {
+                        link.kind = infos.iter().find_map(|i| match i {
+                            LinkInfo::Kind(k) => Some(kind_name(k)),
+                            _ => None,
+                        })
+                    }
+                    LinkAttribute::AfSpecUnspec(spec) => link.sysctls = sysctl::from_af_spec(spec),
+                    _ => {}
+                }
+            }
+            link
+        })
+        .collect();
+    links.sort_by_key(|l| l.index);
+    Ok(links)
+}
+
+fn kind_name(kind: &InfoKind) -> String {
+    match kind {
+        InfoKind::Other(s) => s.clone(),
+        k => format!("{k}").to_ascii_lowercase(),
+    }
+}
+
+async fn read_addresses(handle: &Handle) -> Result<Vec<AddressState>, EngineError> {
+    let msgs: Vec<_> = handle
+        .address()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| EngineError::netlink("dump addresses", e))?;
+    let mut out = Vec::new();
+    for msg in msgs {
+        if msg.header.scope != AddressScope::Universe {
+            continue;
+        }
+        let mut local = None;
+        let mut address = None;
+        let mut noprefixroute = false;
+        for attr in &msg.attributes {
+            match attr {
+                AddressAttribute::Local(ip) => local = Some(*ip),
+                AddressAttribute::Address(ip) => address = Some(*ip),
+                AddressAttribute::Flags(f) => {
+                    noprefixroute = f.contains(AddressFlags::Noprefixroute)
+                }
+                _ => {}
+            }
+        }
+        // IFA_LOCAL is the interface's own address; IFA_ADDRESS is the peer on
+        // point-to-point links and equal to it otherwise (IPv6 sends only IFA_ADDRESS).
+        let Some(ip) = local.or(address) else {
+            continue;
+        };
+        if let Ok(net) = IpNet::new(ip, msg.header.prefix_len) {
+            out.push(AddressState {
+                index: msg.header.index,
+                address: net,
+                noprefixroute,
+            });
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+async fn dump_routes(handle: &Handle, v6: bool) -> Result<Vec<RouteMessage>, EngineError> {
+    let filter = if v6 {
+        RouteMessageBuilder::<Ipv6Addr>::new().build()
+    } else {
+        RouteMessageBuilder::<Ipv4Addr>::new().build()
+    };
+    handle
+        .route()
+        .get(filter)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| EngineError::netlink("dump routes", e))
+}
+
+fn route_ip(addr: &RouteAddress) -> Option<IpAddr> {
+    match addr {
+        RouteAddress::Inet(ip) => Some(IpAddr::V4(*ip)),
+        RouteAddress::Inet6(ip) => Some(IpAddr::V6(*ip)),
+        _ => None,
+    }
+}
+
+fn parse_route(msg: &RouteMessage) -> Option<RouteEntry> {
+    let unspecified = match msg.header.address_family {
+        AddressFamily::Inet => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        AddressFamily::Inet6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        _ => return None,
+    };
+    let mut table = u32::from(msg.header.table);
+    let mut destination = unspecified;
+    let mut oif = None;
+    let mut metric = 0;
+    let mut pref_source = None;
+    for attr in &msg.attributes {
+        match attr {
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Destination(a) => destination = route_ip(a)?,
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            RouteAttribute::Priority(p) => metric = *p,
+            RouteAttribute::PrefSource(a) => pref_source = route_ip(a),
+            _ => {}
+        }
+    }
+    Some(RouteEntry {
+        table,
+        destination: IpNet::new(destination, msg.header.destination_prefix_length).ok()?,
+        oif,
+        metric,
+        pref_source,
+    })
+}
+
+/// Output links of a route, including every nexthop of a multipath route.
+fn route_oifs(msg: &RouteMessage) -> Vec<u32> {
+    let mut out = Vec::new();
+    for attr in &msg.attributes {
+        match attr {
+            RouteAttribute::Oif(i) => out.push(*i),
+            RouteAttribute::MultiPath(hops) => out.extend(hops.iter().map(|h| h.interface_index)),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn parse_rule(msg: &RuleMessage) -> RuleEntry {
+    let mut entry = RuleEntry {
+        v6: msg.header.family == AddressFamily::Inet6,
+        priority: 0,
+        source: None,
+        table: u32::from(msg.header.table),
+    };
+    for attr in &msg.attributes {
+        match attr {
+            RuleAttribute::Table(t) => entry.table = *t,
+            RuleAttribute::Priority(p) => entry.priority = *p,
+            RuleAttribute::Source(ip) => entry.source = IpNet::new(*ip, msg.header.src_len).ok(),
+            _ => {}
+        }
+    }
+    entry
+}
