@@ -112,6 +112,19 @@ pub struct GuardConfig {
     pub probe: Option<String>,
 }
 
+/// How the host's network manager is told about changed files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Handoff {
+    /// The flavor's own (networkd for Ubuntu, NetworkManager for RHEL).
+    Auto {
+        /// Command prefix, e.g. `nsenter -t 1 -m --` from a container; empty on the host.
+        prefix: Vec<String>,
+    },
+    /// Nothing: no network manager runs, or the files are not the host's (tests, `--root`
+    /// pointing at a scratch directory).
+    None,
+}
+
 /// Service-mode timing and endpoints.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceConfig {
@@ -156,6 +169,8 @@ pub struct AgentConfig {
     pub net: NetOptions,
     /// What must never be touched.
     pub guard: GuardConfig,
+    /// How the host's network manager learns about changed files.
+    pub handoff: Handoff,
     /// Service-mode settings.
     pub service: ServiceConfig,
 }

@@ -67,8 +67,8 @@ async fn apply(config: &AgentConfig) -> RunResult {
     if config.dry_run {
         return match runner.node().await {
             Ok(node) => match node.plan(&desired.node).await {
-                Ok(steps) => {
-                    print_plan(&steps);
+                Ok(plan) => {
+                    print_plan(&plan);
                     (desired.generation, desired.failed, None)
                 }
                 Err(e) => (desired.generation, desired.failed, Some(e)),
@@ -101,8 +101,8 @@ async fn cleanup(config: &AgentConfig) -> RunResult {
     };
     if config.dry_run {
         return match node.plan_cleanup().await {
-            Ok(steps) => {
-                print_plan(&steps);
+            Ok(plan) => {
+                print_plan(&plan);
                 (None, Vec::new(), None)
             }
             Err(e) => (None, Vec::new(), Some(e)),
@@ -114,11 +114,10 @@ async fn cleanup(config: &AgentConfig) -> RunResult {
     }
 }
 
-fn print_plan(steps: &[String]) {
-    if steps.is_empty() {
+fn print_plan(plan: &multinic_engine::Plan) {
+    if plan.is_empty() {
         println!("nothing to change");
-    }
-    for step in steps {
-        println!("{step}");
+    } else {
+        println!("{plan}");
     }
 }

@@ -1,45 +1,117 @@
-//! The one place the agent talks to the apply engine (`multinic-engine`): connect, read the
-//! slots NICs hold now, plan, apply, clean up; engine outcomes become report entries here.
+//! The one place the agent talks to the apply engine (`multinic-engine`): connect with the
+//! agent's configuration, read the slots NICs hold now, plan, apply, clean up; engine
+//! outcomes become report entries here.
 
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, Handoff};
 use crate::error::AgentError;
 use crate::outcome::NicResult;
 use multinic_api::MacAddress;
+use multinic_engine::{
+    ApplyOutcome, Engine, EngineConfig, EngineError, GuardConfig, NoopHandoff, Plan, ProbeConfig,
+    handoff_for,
+};
 use multinic_netconf::{DesiredNode, OsFlavor};
 use std::collections::HashMap;
+use std::time::Duration;
+
+/// How long the post-apply connectivity probe may take to connect.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A connected engine.
 pub(crate) struct Node {
-    _flavor: OsFlavor,
+    engine: Engine,
 }
 
 impl Node {
+    /// Opens netlink in the current network namespace.
     pub(crate) async fn connect(
-        _config: &AgentConfig,
+        config: &AgentConfig,
         flavor: OsFlavor,
     ) -> Result<Self, AgentError> {
-        Err::<Self, _>(AgentError::Engine(format!(
-            "engine not yet available for {flavor}"
-        )))
+        let mut engine_config = EngineConfig::new(config.root.clone(), flavor);
+        engine_config.guard = GuardConfig {
+            allow_primary: config.guard.allow_primary,
+            protected_addresses: config.guard.protect_addresses.clone(),
+        };
+        engine_config.route_table_base = config.net.route_table_base;
+        if let Some(target) = &config.guard.probe {
+            engine_config.probe = Some(ProbeConfig {
+                target: resolve(target).await?,
+                timeout: PROBE_TIMEOUT,
+            });
+        }
+        let handoff = match &config.handoff {
+            Handoff::None => Box::new(NoopHandoff),
+            Handoff::Auto { prefix } => handoff_for(flavor, prefix.clone()),
+        };
+        let engine = Engine::connect(engine_config, handoff).map_err(engine_error)?;
+        Ok(Self { engine })
     }
 
+    /// MAC -> slot of the NICs already named `multinicN`.
     pub(crate) async fn current_slots(&self) -> Result<HashMap<MacAddress, u8>, AgentError> {
-        Ok(HashMap::new())
+        self.engine.current_slots().await.map_err(engine_error)
     }
 
-    pub(crate) async fn plan(&self, _desired: &DesiredNode) -> Result<Vec<String>, AgentError> {
-        Ok(Vec::new())
+    /// What applying `desired` would change; empty when the node matches it.
+    pub(crate) async fn plan(&self, desired: &DesiredNode) -> Result<Plan, AgentError> {
+        self.engine.plan(desired).await.map_err(engine_error)
     }
 
-    pub(crate) async fn plan_cleanup(&self) -> Result<Vec<String>, AgentError> {
-        Ok(Vec::new())
+    /// What cleanup would change.
+    pub(crate) async fn plan_cleanup(&self) -> Result<Plan, AgentError> {
+        self.plan(&empty()).await
     }
 
-    pub(crate) async fn apply(&self, _desired: &DesiredNode) -> Result<Vec<NicResult>, AgentError> {
-        Ok(Vec::new())
+    /// Makes the node match `desired`.
+    pub(crate) async fn apply(&self, desired: &DesiredNode) -> Result<Vec<NicResult>, AgentError> {
+        let outcome = self.engine.apply(desired).await.map_err(engine_error)?;
+        Ok(results(&outcome))
     }
 
+    /// Removes everything multinic owns on the node.
     pub(crate) async fn cleanup(&self) -> Result<Vec<NicResult>, AgentError> {
-        Ok(Vec::new())
+        let outcome = self.engine.cleanup().await.map_err(engine_error)?;
+        Ok(results(&outcome))
     }
+}
+
+fn empty() -> DesiredNode {
+    DesiredNode {
+        nics: Vec::new(),
+        sysctls: None,
+        noprefixroute: false,
+    }
+}
+
+fn results(outcome: &ApplyOutcome) -> Vec<NicResult> {
+    if let Some(failure) = &outcome.failure {
+        tracing::warn!(
+            rolled_back = outcome.rolled_back,
+            failure,
+            "engine run failed"
+        );
+    }
+    outcome
+        .nics
+        .iter()
+        .map(|nic| NicResult {
+            source_index: nic.source_index,
+            entry: nic.to_report(),
+        })
+        .collect()
+}
+
+fn engine_error(e: EngineError) -> AgentError {
+    AgentError::Engine(e.to_string())
+}
+
+/// Resolves `host:port` (an address or a name) to the first address.
+async fn resolve(target: &str) -> Result<std::net::SocketAddr, AgentError> {
+    let bad = |detail: String| AgentError::Usage(format!("--probe {target:?}: {detail}"));
+    tokio::net::lookup_host(target)
+        .await
+        .map_err(|e| bad(e.to_string()))?
+        .next()
+        .ok_or_else(|| bad("resolves to no address".into()))
 }

@@ -118,28 +118,23 @@ async fn pass(runner: &mut Runner<'_>, health: &Health, converged: &mut Converge
             return PassResult::Error;
         }
     };
-    let steps = match runner.node().await {
+    let plan = match runner.node().await {
         Ok(node) => node.plan(&desired.node).await,
         Err(e) => Err(e),
     };
-    let steps = match steps {
-        Ok(steps) => steps,
+    let plan = match plan {
+        Ok(plan) => plan,
         Err(e) => {
             tracing::error!(error = %e, "planning failed");
             runner.reset_node();
             return PassResult::Error;
         }
     };
-    let (results, applied) = if steps.is_empty() {
+    let (results, applied) = if plan.is_empty() {
         (unchanged(&desired), false)
     } else {
         let drifted = converged.0.as_ref() == Some(&desired.node);
-        tracing::info!(
-            steps = steps.len(),
-            drifted,
-            "applying: {}",
-            steps.join("; ")
-        );
+        tracing::info!(drifted, "applying:\n{plan}");
         match runner.apply(&desired).await {
             Ok(results) => {
                 if drifted {

@@ -3,7 +3,8 @@
 
 use anyhow::{Context, bail};
 use multinic_agent::config::{
-    AgentConfig, DbConfig, GuardConfig, InlineSpec, Redacted, RunMode, ServiceConfig, SourceConfig,
+    AgentConfig, DbConfig, GuardConfig, Handoff, InlineSpec, Redacted, RunMode, ServiceConfig,
+    SourceConfig,
 };
 use multinic_api::report::{AgentAction, env};
 use multinic_netconf::{NetOptions, NicSysctls};
@@ -42,6 +43,15 @@ pub enum SourceArg {
     File,
     /// The legacy MySQL/MariaDB tables.
     Db,
+}
+
+/// Whether to tell the host's network manager about changed files.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandoffArg {
+    /// networkd (Ubuntu) or NetworkManager (RHEL).
+    Auto,
+    /// Do not run any network manager command.
+    None,
 }
 
 /// Arguments of `multinic agent`; every one can also come from the environment.
@@ -120,6 +130,14 @@ pub struct AgentArgs {
     /// TCP endpoint (host:port) that must stay reachable after applying, else revert.
     #[arg(long, env = "MULTINIC_PROBE", value_name = "HOST:PORT")]
     pub probe: Option<String>,
+
+    /// Tell the host's network manager about changed files: `auto` (networkd for Ubuntu,
+    /// NetworkManager for RHEL) or `none`.
+    #[arg(long, env = "MULTINIC_HANDOFF", value_enum, default_value = "auto")]
+    pub handoff: HandoffArg,
+    /// Command prefix for the hand-off commands, e.g. `nsenter -t 1 -m --` from a container.
+    #[arg(long, env = "MULTINIC_HANDOFF_PREFIX", value_name = "COMMAND")]
+    pub handoff_prefix: Option<String>,
 
     /// Service mode: time between passes (e.g. 30s, 500ms, 2m).
     #[arg(long, env = "MULTINIC_INTERVAL", default_value = "30s", value_parser = parse_duration)]
@@ -222,6 +240,16 @@ fn config_from(args: AgentArgs) -> anyhow::Result<AgentConfig> {
             allow_primary: args.allow_primary,
             protect_addresses: args.protect_addresses,
             probe: args.probe,
+        },
+        handoff: match (args.handoff, args.handoff_prefix) {
+            (HandoffArg::None, _) => Handoff::None,
+            (HandoffArg::Auto, prefix) => Handoff::Auto {
+                prefix: prefix
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
+            },
         },
         service: ServiceConfig {
             interval: args.interval,
