@@ -4,7 +4,7 @@
 
 mod common;
 
-use multinic_netconf::{OsFlavor, RenderedFile, render};
+use multinic_netconf::{OsFlavor, RenderedFile, owned_dirs, parse_owned, render};
 use std::collections::BTreeMap;
 use std::path::Path;
 
