@@ -1,0 +1,164 @@
+//! `multinic agent --source db` against a real MariaDB server started for the test inside the
+//! test's network namespace (on its 127.0.0.1): rows are read, NICs configured, a row with bad
+//! data is reported by its database id without stopping the rest, `netplan_success` is
+//! written back, and the password never shows. Fails (never skips) without MariaDB.
+
+mod agent_support;
+
+use agent_support::{AgentRun, MariaDb, Netns, TempDir, run_agent};
+
+const PASSWORD: &str = "S3cret-pw-7781";
+
+const SCHEMA: &str = "
+CREATE DATABASE multinic_test;
+USE multinic_test;
+CREATE TABLE multi_subnet (subnet_id VARCHAR(64) PRIMARY KEY, cidr VARCHAR(64));
+CREATE TABLE multi_interface (
+  id INT PRIMARY KEY, port_id VARCHAR(64), subnet_id VARCHAR(64), macaddress VARCHAR(32),
+  attached_node_name VARCHAR(255), address VARCHAR(64), mtu INT,
+  netplan_success TINYINT(1), modified_at DATETIME NULL);
+INSERT INTO multi_subnet VALUES ('net-a', '192.0.2.0/24'), ('net-b', '198.51.100.0/24');
+INSERT INTO multi_interface VALUES
+  (17, 'p17', 'net-a', 'FA:16:3E:00:03:01', 'worker-01', '192.0.2.10', 1400, NULL, '2000-01-01'),
+  (18, 'p18', 'net-b', 'fa:16:3e:00:03:02', 'worker-01', '198.51.100.20', 1450, 0, '2000-01-01'),
+  (19, 'p19', 'net-a', 'fa:16:3e:00:03:03', 'worker-01', 'not-an-ip', 1450, 1, '2000-01-01'),
+  (20, 'p20', 'net-a', 'fa:16:3e:00:03:04', 'worker-02', '192.0.2.99', 1450, 1, '2000-01-01'),
+  (21, 'p21', 'gone',  'fa:16:3e:00:03:05', 'worker-01', '203.0.113.5', 1450, NULL, '2000-01-01');
+CREATE USER 'agent'@'127.0.0.1' IDENTIFIED BY 'S3cret-pw-7781';
+GRANT SELECT, UPDATE ON multinic_test.* TO 'agent'@'127.0.0.1';
+";
+
+fn db_agent(ns: &Netns, db: &MariaDb, root: &TempDir, password: &str) -> AgentRun {
+    let port = db.port.to_string();
+    run_agent(
+        ns,
+        root.path(),
+        &["--source", "db", "--os", "ubuntu"],
+        &[
+            ("NODE_NAME", "worker-01"),
+            ("DB_HOST", "127.0.0.1"),
+            ("DB_PORT", port.as_str()),
+            ("DB_USER", "agent"),
+            ("DB_PASSWORD", password),
+            ("DB_NAME", "multinic_test"),
+            ("DB_CONNECT_TIMEOUT", "5s"),
+        ],
+    )
+}
+
+/// `id netplan_success modified_at` of every row, one line each.
+fn rows(db: &MariaDb) -> String {
+    db.sql(
+        "SELECT id, IFNULL(netplan_success, 'NULL'), modified_at FROM multinic_test.multi_interface ORDER BY id",
+    )
+}
+
+#[test]
+fn rows_are_applied_bad_rows_reported_and_success_written_back() {
+    let ns = Netns::new();
+    for (tag, mac) in [
+        ("0", "fa:16:3e:00:03:01"),
+        ("1", "fa:16:3e:00:03:02"),
+        ("2", "fa:16:3e:00:03:03"),
+    ] {
+        ns.add_nic(tag, mac);
+    }
+    let db = MariaDb::start(&ns);
+    db.sql(SCHEMA);
+    let root = TempDir::new("db");
+
+    let run = db_agent(&ns, &db, &root, PASSWORD);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let report = run.report();
+    let nics = report["interfaces"].as_array().unwrap();
+    assert_eq!(nics.len(), 4, "rows of worker-01 only: {report}");
+    // Database ids are not slots: the valid rows get the lowest free slots in row order.
+    assert_eq!(
+        (nics[0]["name"].as_str(), nics[0]["reason"].as_str()),
+        (Some("multinic0"), Some("Configured"))
+    );
+    assert_eq!(
+        (nics[1]["name"].as_str(), nics[1]["reason"].as_str()),
+        (Some("multinic1"), Some("Configured"))
+    );
+    assert_eq!(nics[2]["reason"], "InvalidSpec");
+    let bad_address = nics[2]["message"].as_str().unwrap();
+    assert!(
+        bad_address.starts_with("multi_interface[id=19].address: "),
+        "{bad_address}"
+    );
+    assert_eq!(nics[3]["reason"], "InvalidSpec");
+    let no_subnet = nics[3]["message"].as_str().unwrap();
+    assert!(
+        no_subnet.starts_with("multi_interface[id=21].cidr: "),
+        "{no_subnet}"
+    );
+    assert_eq!(ns.addresses("multinic0"), ["192.0.2.10/24"]);
+    assert_eq!(ns.mtu("multinic0"), 1400);
+    assert_eq!(ns.addresses("multinic1"), ["198.51.100.20/24"]);
+
+    let after = rows(&db);
+    let status: Vec<(&str, &str)> = after
+        .lines()
+        .map(|l| {
+            let mut cols = l.split('\t');
+            (cols.next().unwrap(), cols.next().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        status,
+        [
+            ("17", "1"),
+            ("18", "1"),
+            ("19", "0"),
+            ("20", "1"),
+            ("21", "0")
+        ],
+        "{after}"
+    );
+    for line in after.lines() {
+        let changed = !line.starts_with("20\t");
+        assert_eq!(
+            !line.ends_with("2000-01-01 00:00:00"),
+            changed,
+            "modified_at: {line}"
+        );
+    }
+
+    // Converged: the second run changes nothing, on the node or in the database.
+    db.sql("UPDATE multinic_test.multi_interface SET modified_at = '2000-01-01'");
+    let again = db_agent(&ns, &db, &root, PASSWORD);
+    assert_eq!(again.code, 2, "{}", again.stderr);
+    let reasons: Vec<String> = again.reasons().into_iter().map(|(_, r)| r).collect();
+    assert_eq!(
+        reasons,
+        ["Unchanged", "Unchanged", "InvalidSpec", "InvalidSpec"]
+    );
+    assert!(
+        rows(&db)
+            .lines()
+            .all(|l| l.ends_with("2000-01-01 00:00:00")),
+        "no writes when nothing changed: {}",
+        rows(&db)
+    );
+    for output in [&run.stderr, &run.stdout, &run.report_text, &again.stderr] {
+        assert!(!output.contains(PASSWORD), "password leaked: {output}");
+    }
+}
+
+#[test]
+fn wrong_password_exits_1_without_showing_it() {
+    let ns = Netns::new();
+    let db = MariaDb::start(&ns);
+    db.sql(SCHEMA);
+    let root = TempDir::new("db-denied");
+    let wrong = "Wrong-pw-4242";
+    let run = db_agent(&ns, &db, &root, wrong);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let error = run.report()["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("database"), "{error}");
+    assert!(error.contains("Access denied"), "{error}");
+    for output in [&run.stderr, &run.stdout, &run.report_text] {
+        assert!(!output.contains(wrong), "password leaked: {output}");
+    }
+}
