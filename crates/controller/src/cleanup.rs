@@ -1,0 +1,144 @@
+//! Deletion: while the `multinic.io/cleanup` finalizer holds a resource, run a cleanup Job on
+//! its node and let the finalizer go only when it succeeded (or at once when the Node is gone).
+//! Returning an error keeps the finalizer (that is how kube-runtime's `finalizer` works), so
+//! "still cleaning up" is [`Error::CleanupPending`].
+
+use crate::decide::{self, CleanupAction};
+use crate::error::Error;
+use crate::job::{self, JobRequest};
+use crate::reconcile::{Context, forget_node};
+use kube::ResourceExt;
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use multinic_api::MultiNicNodeConfig;
+use multinic_api::report::AgentAction;
+use std::sync::Arc;
+
+/// Reconciles a resource that is being deleted.
+pub async fn cleanup(obj: Arc<MultiNicNodeConfig>, ctx: &Context) -> Result<Requeue, Error> {
+    let uid = obj.uid().unwrap_or_default();
+    let ns = obj.namespace().unwrap_or_default();
+    let node_name = obj.spec.node_name.clone();
+    let node = ctx.node(&node_name);
+    let (mut jobs, _) = ctx.jobs_of(&obj);
+    for _ in 0..8 {
+        match decide::decide_cleanup(node.as_ref(), &node_name, &jobs) {
+            CleanupAction::DeleteJob(name) => {
+                ctx.delete_job(&ns, &name).await?;
+                jobs.retain(|j| j.name != name);
+            }
+            CleanupAction::Wait => {
+                return Err(Error::CleanupPending(format!(
+                    "a Job is still running on {node_name}"
+                )));
+            }
+            CleanupAction::Start { flavor } => {
+                let attempt = {
+                    let attempts = ctx
+                        .cleanup_attempts
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    attempts.get(&uid).copied().unwrap_or(0) + 1
+                };
+                let name = job::job_name(
+                    &node_name,
+                    AgentAction::Cleanup,
+                    obj.metadata.generation.unwrap_or(0),
+                    attempt,
+                );
+                let key = format!("{ns}/{name}");
+                if !ctx.slots.reserve(&key, &ObjectRef::from_obj(&*obj)) {
+                    return Err(Error::CleanupPending("waiting for a free Job slot".into()));
+                }
+                let request = JobRequest {
+                    owner: &obj,
+                    action: AgentAction::Cleanup,
+                    attempt,
+                    flavor,
+                };
+                let built = job::build_job(&ctx.config.job, request)?;
+                if let Err(err) = ctx.create_job(&uid, &built).await {
+                    ctx.slots.release(&key);
+                    return Err(err);
+                }
+                ctx.event(
+                    &obj,
+                    EventType::Normal,
+                    multinic_api::StateReason::CleaningUp.as_str(),
+                    "Cleanup",
+                    format!("cleanup Job {name} removes multinic's configuration from {node_name}"),
+                )
+                .await;
+                return Err(Error::CleanupPending(format!("cleanup Job {name} started")));
+            }
+            CleanupAction::Done(name) => {
+                ctx.delete_job(&ns, &name).await?;
+                ctx.event(
+                    &obj,
+                    EventType::Normal,
+                    "CleanedUp",
+                    "Cleanup",
+                    format!("cleanup Job {name} removed multinic's configuration from {node_name}"),
+                )
+                .await;
+                return Ok(released(ctx, &obj));
+            }
+            CleanupAction::Failed(name) => {
+                ctx.delete_job(&ns, &name).await?;
+                {
+                    let mut attempts = ctx
+                        .cleanup_attempts
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    *attempts.entry(uid.clone()).or_insert(0) += 1;
+                }
+                let detail = ctx
+                    .jobs
+                    .get(&ObjectRef::new(&name).within(&ns))
+                    .map(|j| job::job_failure_detail(&j))
+                    .unwrap_or_else(|| "the Job failed".into());
+                ctx.metrics
+                    .failure(multinic_api::StateReason::CleanupFailed.as_str());
+                ctx.event(
+                    &obj,
+                    EventType::Warning,
+                    multinic_api::StateReason::CleanupFailed.as_str(),
+                    "Cleanup",
+                    format!("cleanup Job {name} failed ({detail}); the finalizer stays and cleanup is retried"),
+                )
+                .await;
+                return Err(Error::CleanupFailed(format!(
+                    "cleanup Job {name} failed: {detail}"
+                )));
+            }
+            CleanupAction::Release(why) => {
+                ctx.event(
+                    &obj,
+                    EventType::Normal,
+                    "CleanupSkipped",
+                    "Cleanup",
+                    format!("{why}: nothing to clean up"),
+                )
+                .await;
+                return Ok(released(ctx, &obj));
+            }
+        }
+    }
+    Err(Error::CleanupPending("still deleting leftover Jobs".into()))
+}
+
+fn released(ctx: &Context, obj: &MultiNicNodeConfig) -> Requeue {
+    let uid = obj.uid().unwrap_or_default();
+    ctx.cleanup_attempts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&uid);
+    ctx.expect.forget(&uid);
+    forget_node(ctx, obj);
+    ctx.error_streak
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&ObjectRef::from_obj(obj));
+    Requeue::await_change()
+}

@@ -1,0 +1,363 @@
+//! The state machine: given what the controller observed about one resource, its Node and its
+//! Jobs, the single next step. Pure, so every transition is tested without a cluster; the
+//! reconciler only performs the step it is handed.
+
+use crate::config::RetryPolicy;
+use jiff::Timestamp;
+use multinic_api::report::AgentAction;
+use multinic_api::{
+    MultiNicNodeConfigSpec, MultiNicNodeConfigStatus, NodeConfigState, StateReason,
+};
+use multinic_netconf::OsFlavor;
+use std::time::Duration;
+
+/// The Node, trimmed to the fields the controller reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeFacts {
+    /// `status.nodeInfo.systemUUID`.
+    pub system_uuid: Option<String>,
+    /// `status.nodeInfo.osImage`.
+    pub os_image: Option<String>,
+}
+
+impl NodeFacts {
+    /// The flavor the OS image maps to, if multinic supports it.
+    pub fn flavor(&self) -> Option<OsFlavor> {
+        self.os_image.as_deref().and_then(OsFlavor::from_os_image)
+    }
+}
+
+/// Where a Job is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobPhase {
+    /// Not finished yet.
+    Running,
+    /// Finished, Complete.
+    Succeeded,
+    /// Finished, Failed.
+    Failed,
+}
+
+impl JobPhase {
+    /// Whether the Job has finished either way.
+    pub fn finished(self) -> bool {
+        self != Self::Running
+    }
+}
+
+/// An agent Job of one resource, trimmed to what the controller reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobFacts {
+    /// Job name.
+    pub name: String,
+    /// apply or cleanup.
+    pub action: AgentAction,
+    /// Generation of the spec the Job applies.
+    pub generation: Option<i64>,
+    /// Attempt number at that generation (1-based).
+    pub attempt: u32,
+    /// Running or finished.
+    pub phase: JobPhase,
+}
+
+/// Everything the decision reads.
+#[derive(Clone, Copy, Debug)]
+pub struct Observed<'a> {
+    /// `metadata.generation` of the resource.
+    pub generation: i64,
+    /// The resource's spec.
+    pub spec: &'a MultiNicNodeConfigSpec,
+    /// The resource's status, if any.
+    pub status: Option<&'a MultiNicNodeConfigStatus>,
+    /// The `multinic.io/retry` annotation is set.
+    pub retry_requested: bool,
+    /// The Node named by `spec.nodeName`, if it exists.
+    pub node: Option<&'a NodeFacts>,
+    /// Every Job of this resource (apply and cleanup).
+    pub jobs: &'a [JobFacts],
+    /// Another resource has a Job running on the same node.
+    pub node_busy: bool,
+    /// Current time.
+    pub now: Timestamp,
+    /// Retry limits.
+    pub retry: &'a RetryPolicy,
+    /// How soon a missing Node is looked for again.
+    pub node_recheck: Duration,
+}
+
+/// A status the controller reaches without running a Job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// Pending or Failed.
+    pub state: NodeConfigState,
+    /// Why.
+    pub reason: StateReason,
+    /// Detail for people (names the field or the mismatch).
+    pub message: String,
+}
+
+/// The next step for one resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Delete a finished Job whose outcome is not (or no longer) wanted; status is untouched.
+    DeleteJob(String),
+    /// Turn the finished Job's outcome into status, then delete the Job.
+    Record(JobFacts),
+    /// Write a status that needs no Job, then look again after `requeue` (if any).
+    Settle {
+        /// The state to write.
+        verdict: Verdict,
+        /// When to look again without an event.
+        requeue: Option<Duration>,
+    },
+    /// Make sure the Job of this attempt exists and status says InProgress.
+    Start {
+        /// Attempt number (1-based) at this generation.
+        attempt: u32,
+        /// OS flavor of the node.
+        flavor: OsFlavor,
+        /// The Job is known to exist already (only status may be missing).
+        job_exists: bool,
+        /// The `multinic.io/retry` annotation is being honoured (and must be removed).
+        clears_retry: bool,
+    },
+    /// Nothing to do until an event arrives or `requeue` elapses.
+    Wait(Option<Duration>),
+}
+
+/// How long a busy node is looked at again when no Job event would wake the resource.
+const NODE_BUSY_RECHECK: Duration = Duration::from_secs(5);
+
+/// The next step for a resource that is not being deleted.
+pub fn decide(o: &Observed<'_>) -> Action {
+    let status = o.status;
+    let observed_here = status.and_then(|s| s.observed_generation) == Some(o.generation);
+    let state = status.and_then(|s| s.state).filter(|_| observed_here);
+    let recording = status
+        .filter(|_| state == Some(NodeConfigState::InProgress))
+        .and_then(|s| s.last_job_name.as_deref());
+
+    // Finished Jobs first: the one status waits for is recorded, any other is only deleted,
+    // so a Job of an older generation (or a result already recorded) never writes status.
+    if let Some(job) = o.jobs.iter().find(|j| j.phase.finished()) {
+        let wanted = job.action == AgentAction::Apply
+            && job.generation == Some(o.generation)
+            && recording == Some(job.name.as_str());
+        return if wanted {
+            Action::Record(job.clone())
+        } else {
+            Action::DeleteJob(job.name.clone())
+        };
+    }
+
+    if let Err(errors) = multinic_api::validate_spec(o.spec) {
+        return settle(
+            NodeConfigState::Failed,
+            StateReason::InvalidSpec,
+            errors.to_string(),
+        );
+    }
+
+    if let Some(job) = o.jobs.iter().find(|j| !j.phase.finished()) {
+        let current = job.action == AgentAction::Apply && job.generation == Some(o.generation);
+        if current && recording != Some(job.name.as_str()) {
+            // The Job exists but status does not say so (e.g. the controller restarted
+            // between creating it and writing status).
+            if let Some(flavor) = o.node.and_then(NodeFacts::flavor) {
+                return Action::Start {
+                    attempt: job.attempt,
+                    flavor,
+                    job_exists: true,
+                    clears_retry: false,
+                };
+            }
+        }
+        // Either status already tracks it, or it belongs to an older generation / a cleanup:
+        // one Job per node at a time, so wait for it to finish.
+        return Action::Wait(None);
+    }
+
+    let failed_attempts = status.and_then(|s| s.attempts).unwrap_or(0);
+    let reason = status.and_then(ready_reason);
+    if state == Some(NodeConfigState::Configured) {
+        return Action::Wait(None);
+    }
+
+    let Some(node) = o.node else {
+        return Action::Settle {
+            verdict: Verdict {
+                state: NodeConfigState::Pending,
+                reason: StateReason::NodeNotFound,
+                message: format!("no Node named {:?} exists", o.spec.node_name),
+            },
+            requeue: Some(o.node_recheck),
+        };
+    };
+    if let Some(want) = &o.spec.instance_id
+        && !same_uuid(want, node.system_uuid.as_deref().unwrap_or(""))
+    {
+        return settle(
+            NodeConfigState::Failed,
+            StateReason::InstanceIdMismatch,
+            format!(
+                "spec.instanceId {want:?} does not match Node {:?} systemUUID {:?}",
+                o.spec.node_name,
+                node.system_uuid.as_deref().unwrap_or("")
+            ),
+        );
+    }
+    let Some(flavor) = node.flavor() else {
+        return settle(
+            NodeConfigState::Failed,
+            StateReason::UnsupportedOS,
+            format!(
+                "Node {:?} osImage {:?} is not a supported OS (Ubuntu, RHEL/CentOS/Rocky/Alma/Oracle 7+)",
+                o.spec.node_name,
+                node.os_image.as_deref().unwrap_or("")
+            ),
+        );
+    };
+
+    let start = |attempt, clears_retry| Action::Start {
+        attempt,
+        flavor,
+        job_exists: false,
+        clears_retry,
+    };
+    if state == Some(NodeConfigState::InProgress) {
+        // Status says a Job runs but none is seen: re-create it under the same name (an
+        // AlreadyExists answer means the cache was only behind).
+        return start(failed_attempts + 1, false);
+    }
+    let job_failed = matches!(
+        reason,
+        Some(
+            StateReason::JobFailed | StateReason::InterfacesFailed | StateReason::RetriesExhausted
+        )
+    );
+    if state == Some(NodeConfigState::Failed) && job_failed {
+        if o.retry_requested {
+            return start(1, true);
+        }
+        if failed_attempts >= o.retry.max_attempts {
+            if reason == Some(StateReason::RetriesExhausted) {
+                return Action::Wait(None);
+            }
+            return settle(
+                NodeConfigState::Failed,
+                StateReason::RetriesExhausted,
+                format!(
+                    "generation {} failed {failed_attempts} times; change the spec or set the \
+                     multinic.io/retry annotation to try again",
+                    o.generation
+                ),
+            );
+        }
+        let due = last_updated(status).map(|t| {
+            let delay = o.retry.delay_after(failed_attempts);
+            t + jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX)
+        });
+        if let Some(due) = due
+            && due > o.now
+        {
+            let wait = o.now.duration_until(due);
+            return Action::Wait(Some(Duration::try_from(wait).unwrap_or_default()));
+        }
+        if o.node_busy {
+            return Action::Wait(Some(NODE_BUSY_RECHECK));
+        }
+        return start(failed_attempts + 1, false);
+    }
+    if o.node_busy {
+        return Action::Wait(Some(NODE_BUSY_RECHECK));
+    }
+    start(1, false)
+}
+
+/// The next step for a resource being deleted (its finalizer still set).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CleanupAction {
+    /// Delete a finished Job that is not the cleanup's result.
+    DeleteJob(String),
+    /// An apply or cleanup Job is still running on the node: wait for it.
+    Wait,
+    /// Run the cleanup Job (`attempt` is 1-based).
+    Start {
+        /// OS flavor of the node.
+        flavor: OsFlavor,
+    },
+    /// The cleanup Job succeeded: delete it and let the finalizer go.
+    Done(String),
+    /// The cleanup Job failed: delete it, report, and try again later.
+    Failed(String),
+    /// Nothing to clean up (the Node is gone or runs an OS multinic never configured).
+    Release(String),
+}
+
+/// The next step for a resource whose deletion is waiting on the cleanup finalizer.
+pub fn decide_cleanup(
+    node: Option<&NodeFacts>,
+    node_name: &str,
+    jobs: &[JobFacts],
+) -> CleanupAction {
+    if let Some(job) = jobs.iter().find(|j| j.phase.finished()) {
+        return match (job.action, job.phase) {
+            (AgentAction::Cleanup, JobPhase::Succeeded) => CleanupAction::Done(job.name.clone()),
+            (AgentAction::Cleanup, _) => CleanupAction::Failed(job.name.clone()),
+            (AgentAction::Apply, _) => CleanupAction::DeleteJob(job.name.clone()),
+        };
+    }
+    if jobs.iter().any(|j| !j.phase.finished()) {
+        return CleanupAction::Wait;
+    }
+    let Some(node) = node else {
+        return CleanupAction::Release(format!("Node {node_name:?} no longer exists"));
+    };
+    match node.flavor() {
+        Some(flavor) => CleanupAction::Start { flavor },
+        None => CleanupAction::Release(format!(
+            "Node {node_name:?} runs {:?}, which multinic never configured",
+            node.os_image.as_deref().unwrap_or("")
+        )),
+    }
+}
+
+fn settle(state: NodeConfigState, reason: StateReason, message: String) -> Action {
+    Action::Settle {
+        verdict: Verdict {
+            state,
+            reason,
+            message,
+        },
+        requeue: None,
+    }
+}
+
+/// Instance ids compare case-insensitively and ignoring whitespace (systemUUIDs come in
+/// upper case from some hypervisors).
+pub fn same_uuid(a: &str, b: &str) -> bool {
+    let norm = |s: &str| -> String {
+        s.chars()
+            .filter(|c| !c.is_whitespace())
+            .map(|c| c.to_ascii_lowercase())
+            .collect()
+    };
+    norm(a) == norm(b)
+}
+
+/// The reason of the Ready condition, which names why the resource is in its state.
+pub fn ready_reason(status: &MultiNicNodeConfigStatus) -> Option<StateReason> {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == multinic_api::ConditionType::Ready.as_str())
+        .and_then(|c| c.reason.parse().ok())
+}
+
+fn last_updated(status: Option<&MultiNicNodeConfigStatus>) -> Option<Timestamp> {
+    status?.last_updated.as_deref()?.parse().ok()
+}
+
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod tests;

@@ -1,0 +1,340 @@
+//! The agent Job: its name, its shape (pinned to one node, hostNetwork, only CAP_NET_ADMIN,
+//! only the host paths the OS flavor needs, the spec passed inline) and how a Job in the
+//! cache reads back as [`JobFacts`].
+
+use crate::config::{FIELD_MANAGER, JobConfig};
+use crate::decide::{JobFacts, JobPhase};
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EnvVar, HostPathVolumeSource, LocalObjectReference, PodSpec,
+    PodTemplateSpec, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::{Resource, ResourceExt};
+use multinic_api::MultiNicNodeConfig;
+use multinic_api::report::{AgentAction, env};
+use multinic_netconf::OsFlavor;
+use std::collections::BTreeMap;
+
+/// Label on every Job (and its Pod) the controller creates; the Job watch selects on it.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Label with the Job's action (`apply` or `cleanup`).
+pub const ACTION_LABEL: &str = "multinic.io/action";
+/// Label on the Job's Pod naming its Job, to find the Pod and its report.
+pub const JOB_NAME_LABEL: &str = "multinic.io/job-name";
+/// Annotation with the generation a Job applies.
+pub const GENERATION_ANNOTATION: &str = "multinic.io/generation";
+/// Annotation with the attempt number at that generation.
+pub const ATTEMPT_ANNOTATION: &str = "multinic.io/attempt";
+/// Annotation with the node a Job runs on (names can exceed a label value's 63 characters).
+pub const NODE_ANNOTATION: &str = "multinic.io/node-name";
+/// Where host paths are mounted inside the agent container.
+pub const HOST_ROOT: &str = "/host";
+/// Name of the agent container.
+pub const CONTAINER_NAME: &str = "agent";
+/// Where the agent writes its report; Kubernetes copies it into the Pod status.
+pub const TERMINATION_LOG: &str = "/dev/termination-log";
+/// Longest Job name (a Job's name becomes a label value on its Pods).
+pub const MAX_JOB_NAME: usize = 63;
+
+/// Errors building a Job.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The owner has no uid, name or namespace yet.
+    #[error("resource has no {0}")]
+    MissingMeta(&'static str),
+    /// The spec could not be serialised.
+    #[error("serialising the spec: {0}")]
+    Spec(#[from] serde_json::Error),
+}
+
+/// The Job name for `action` on `node` at `generation`, attempt `attempt`: at most 63
+/// characters, a DNS-1123 label; long or dotted node names are shortened and get a hash
+/// suffix so distinct nodes never share a name.
+pub fn job_name(node: &str, action: AgentAction, generation: i64, attempt: u32) -> String {
+    let tail = match action {
+        AgentAction::Apply => format!("-g{generation}-a{attempt}"),
+        AgentAction::Cleanup => format!("-cleanup-a{attempt}"),
+    };
+    let prefix = "multinic-";
+    let clean: String = node
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let room = MAX_JOB_NAME - prefix.len() - tail.len();
+    let node_part = if clean == node && clean.len() <= room {
+        clean
+    } else {
+        let hash = format!("{:08x}", fnv1a(node.as_bytes()) as u32);
+        let keep = room - hash.len() - 1;
+        let head: String = clean.chars().take(keep).collect();
+        format!("{}-{hash}", head.trim_end_matches('-'))
+    };
+    format!("{prefix}{node_part}{tail}")
+}
+
+/// What to build.
+#[derive(Clone, Copy, Debug)]
+pub struct JobRequest<'a> {
+    /// The resource the Job works for (its owner).
+    pub owner: &'a MultiNicNodeConfig,
+    /// apply or cleanup.
+    pub action: AgentAction,
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// The node's OS flavor: decides the host paths and is passed to the agent.
+    pub flavor: OsFlavor,
+}
+
+/// Builds the agent Job for `req`.
+pub fn build_job(cfg: &JobConfig, req: JobRequest<'_>) -> Result<Job, JobError> {
+    let owner = req.owner;
+    let node = owner.spec.node_name.as_str();
+    let generation = owner.metadata.generation.unwrap_or(0);
+    let name = job_name(node, req.action, generation, req.attempt);
+    let namespace = owner
+        .namespace()
+        .ok_or(JobError::MissingMeta("namespace"))?;
+    let owner_ref = owner
+        .controller_owner_ref(&())
+        .ok_or(JobError::MissingMeta("uid"))?;
+    let action = action_str(req.action);
+
+    let mut labels = BTreeMap::from([
+        (MANAGED_BY_LABEL.to_string(), FIELD_MANAGER.to_string()),
+        (
+            "app.kubernetes.io/name".to_string(),
+            "multinic-agent".to_string(),
+        ),
+        (ACTION_LABEL.to_string(), action.to_string()),
+    ]);
+    let annotations = BTreeMap::from([
+        (GENERATION_ANNOTATION.to_string(), generation.to_string()),
+        (ATTEMPT_ANNOTATION.to_string(), req.attempt.to_string()),
+        (NODE_ANNOTATION.to_string(), node.to_string()),
+    ]);
+    let job_meta = ObjectMeta {
+        name: Some(name.clone()),
+        namespace: Some(namespace),
+        labels: Some(labels.clone()),
+        annotations: Some(annotations.clone()),
+        owner_references: Some(vec![owner_ref]),
+        ..ObjectMeta::default()
+    };
+    labels.insert(JOB_NAME_LABEL.to_string(), name.clone());
+
+    let mut env_vars: Vec<(String, String)> = vec![
+        (env::NODE_NAME.into(), node.into()),
+        (env::RUN_MODE.into(), "job".into()),
+        (env::AGENT_ACTION.into(), action.into()),
+        (env::DATA_SOURCE.into(), "spec".into()),
+        (env::NODE_SPEC.into(), serde_json::to_string(&owner.spec)?),
+        (env::GENERATION.into(), generation.to_string()),
+        (env::ROOT.into(), HOST_ROOT.into()),
+        (env::OS.into(), req.flavor.as_str().into()),
+        (env::REPORT.into(), TERMINATION_LOG.into()),
+    ];
+    env_vars.extend(cfg.agent_env.iter().cloned());
+
+    let (volumes, mounts): (Vec<Volume>, Vec<VolumeMount>) = req
+        .flavor
+        .host_paths()
+        .iter()
+        .map(|path| {
+            let vol = format!("host{}", path.replace(['/', '.', '_'], "-")).to_ascii_lowercase();
+            (
+                Volume {
+                    name: vol.clone(),
+                    host_path: Some(HostPathVolumeSource {
+                        path: (*path).to_string(),
+                        type_: Some("DirectoryOrCreate".into()),
+                    }),
+                    ..Volume::default()
+                },
+                VolumeMount {
+                    name: vol,
+                    mount_path: format!("{HOST_ROOT}{path}"),
+                    ..VolumeMount::default()
+                },
+            )
+        })
+        .unzip();
+
+    let container = Container {
+        name: CONTAINER_NAME.into(),
+        image: Some(cfg.image.clone()),
+        image_pull_policy: cfg.pull_policy.clone(),
+        command: Some(cfg.command.clone()),
+        env: Some(
+            env_vars
+                .into_iter()
+                .map(|(name, value)| EnvVar {
+                    name,
+                    value: Some(value),
+                    value_from: None,
+                })
+                .collect(),
+        ),
+        resources: cfg.resources.clone(),
+        security_context: Some(SecurityContext {
+            privileged: Some(cfg.privileged),
+            allow_privilege_escalation: Some(cfg.privileged),
+            read_only_root_filesystem: Some(true),
+            run_as_user: Some(0),
+            capabilities: (!cfg.privileged).then(|| Capabilities {
+                add: Some(vec!["NET_ADMIN".into()]),
+                drop: Some(vec!["ALL".into()]),
+            }),
+            ..SecurityContext::default()
+        }),
+        termination_message_path: Some(TERMINATION_LOG.into()),
+        termination_message_policy: Some("File".into()),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    };
+
+    let pod = PodSpec {
+        node_selector: Some(BTreeMap::from([(
+            "kubernetes.io/hostname".to_string(),
+            node.to_string(),
+        )])),
+        tolerations: Some(cfg.tolerations.clone()),
+        host_network: Some(true),
+        host_pid: Some(false),
+        dns_policy: Some("ClusterFirstWithHostNet".into()),
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        restart_policy: Some("Never".into()),
+        priority_class_name: cfg.priority_class.clone(),
+        image_pull_secrets: Some(
+            cfg.pull_secrets
+                .iter()
+                .map(|s| LocalObjectReference { name: s.clone() })
+                .collect(),
+        )
+        .filter(|v: &Vec<_>| !v.is_empty()),
+        containers: vec![container],
+        volumes: Some(volumes),
+        ..PodSpec::default()
+    };
+
+    Ok(Job {
+        metadata: job_meta,
+        spec: Some(JobSpec {
+            backoff_limit: Some(cfg.backoff_limit),
+            active_deadline_seconds: Some(cfg.active_deadline_seconds),
+            ttl_seconds_after_finished: Some(cfg.ttl_seconds_after_finished),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    annotations: Some(annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod),
+            },
+            ..JobSpec::default()
+        }),
+        status: None,
+    })
+}
+
+/// Reads a cached Job back; `None` for Jobs without the controller's annotations.
+pub fn job_facts(job: &Job) -> Option<JobFacts> {
+    let labels = job.meta().labels.as_ref()?;
+    let action = match labels.get(ACTION_LABEL)?.as_str() {
+        "apply" => AgentAction::Apply,
+        "cleanup" => AgentAction::Cleanup,
+        _ => return None,
+    };
+    let annotations = job.meta().annotations.as_ref()?;
+    Some(JobFacts {
+        name: job.name_any(),
+        action,
+        generation: annotations
+            .get(GENERATION_ANNOTATION)
+            .and_then(|g| g.parse().ok()),
+        attempt: annotations
+            .get(ATTEMPT_ANNOTATION)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(1),
+        phase: job_phase(job),
+    })
+}
+
+/// The node a cached Job runs on.
+pub fn job_node(job: &Job) -> Option<&str> {
+    job.meta()
+        .annotations
+        .as_ref()?
+        .get(NODE_ANNOTATION)
+        .map(String::as_str)
+}
+
+/// Complete/Failed from the Job's conditions (the Job controller's final word).
+pub fn job_phase(job: &Job) -> JobPhase {
+    let conditions = job.status.as_ref().and_then(|s| s.conditions.as_ref());
+    let is_true = |t: &str| {
+        conditions.is_some_and(|cs| cs.iter().any(|c| c.type_ == t && c.status == "True"))
+    };
+    if is_true("Complete") {
+        JobPhase::Succeeded
+    } else if is_true("Failed") {
+        JobPhase::Failed
+    } else {
+        JobPhase::Running
+    }
+}
+
+/// The message of the Job's Failed condition, to explain a failure without a report.
+pub fn job_failure_detail(job: &Job) -> String {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.type_ == "Failed" && c.status == "True")
+        })
+        .map(|c| {
+            let reason = c.reason.clone().unwrap_or_default();
+            let message = c.message.clone().unwrap_or_default();
+            format!("{reason}: {message}")
+                .trim_matches([' ', ':'])
+                .to_string()
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "the Job failed".into())
+}
+
+/// Drops what the controller never reads from a cached Job (the Pod template carries the
+/// whole spec), keeping memory flat however many Jobs are in flight.
+pub fn trim_job(job: &mut Job) {
+    job.metadata.managed_fields = None;
+    job.spec = None;
+    if let Some(status) = job.status.as_mut() {
+        status.uncounted_terminated_pods = None;
+    }
+}
+
+fn action_str(action: AgentAction) -> &'static str {
+    match action {
+        AgentAction::Apply => "apply",
+        AgentAction::Cleanup => "cleanup",
+    }
+}
+
+/// FNV-1a: a stable, dependency-free hash for name suffixes (not for security).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+#[path = "job_tests.rs"]
+mod tests;

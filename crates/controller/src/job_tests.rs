@@ -1,0 +1,224 @@
+//! Job names and shape.
+
+use super::*;
+use crate::config::JobConfig;
+use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
+use multinic_api::MultiNicNodeConfigSpec;
+
+fn owner() -> MultiNicNodeConfig {
+    let spec: MultiNicNodeConfigSpec = serde_json::from_value(serde_json::json!({
+        "nodeName": "worker-01",
+        "interfaces": [{"id": 0, "macAddress": "fa:16:3e:00:00:01", "address": "10.0.0.5", "cidr": "10.0.0.0/24"}]
+    }))
+    .unwrap();
+    let mut obj = MultiNicNodeConfig::new("worker-01", spec);
+    obj.metadata.namespace = Some("multinic-system".into());
+    obj.metadata.uid = Some("uid-1".into());
+    obj.metadata.generation = Some(4);
+    obj
+}
+
+fn request(owner: &MultiNicNodeConfig, flavor: OsFlavor) -> JobRequest<'_> {
+    JobRequest {
+        owner,
+        action: AgentAction::Apply,
+        attempt: 2,
+        flavor,
+    }
+}
+
+fn env_of(job: &Job) -> BTreeMap<String, String> {
+    job.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+        .collect()
+}
+
+#[test]
+fn names_are_short_labels_and_distinct() {
+    assert_eq!(
+        job_name("worker-01", AgentAction::Apply, 3, 1),
+        "multinic-worker-01-g3-a1"
+    );
+    assert_eq!(
+        job_name("worker-01", AgentAction::Cleanup, 3, 2),
+        "multinic-worker-01-cleanup-a2"
+    );
+    let long_a = format!("{}a", "n".repeat(80));
+    let long_b = format!("{}b", "n".repeat(80));
+    let (a, b) = (
+        job_name(&long_a, AgentAction::Apply, 123_456, 10),
+        job_name(&long_b, AgentAction::Apply, 123_456, 10),
+    );
+    assert!(
+        a.len() <= MAX_JOB_NAME && b.len() <= MAX_JOB_NAME,
+        "{a} {b}"
+    );
+    assert_ne!(a, b);
+    assert!(a.ends_with("-g123456-a10"));
+    let dotted = job_name("node.example.com", AgentAction::Apply, 1, 1);
+    assert_ne!(
+        dotted,
+        job_name("node-example-com", AgentAction::Apply, 1, 1)
+    );
+    for name in [a, b, dotted] {
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn job_is_pinned_least_privileged_and_carries_the_spec() {
+    let obj = owner();
+    let job = build_job(&JobConfig::default(), request(&obj, OsFlavor::Ubuntu)).unwrap();
+    assert_eq!(
+        job.metadata.name.as_deref(),
+        Some("multinic-worker-01-g4-a2")
+    );
+    let owner_ref = &job.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner_ref.uid.as_str(), owner_ref.controller),
+        ("uid-1", Some(true))
+    );
+    let spec = job.spec.as_ref().unwrap();
+    assert_eq!(
+        (
+            spec.backoff_limit,
+            spec.active_deadline_seconds,
+            spec.ttl_seconds_after_finished
+        ),
+        (Some(0), Some(300), Some(3600))
+    );
+    let pod = spec.template.spec.as_ref().unwrap();
+    assert_eq!(
+        pod.node_selector.as_ref().unwrap()["kubernetes.io/hostname"],
+        "worker-01"
+    );
+    assert_eq!(
+        (
+            pod.host_network,
+            pod.host_pid,
+            pod.automount_service_account_token
+        ),
+        (Some(true), Some(false), Some(false))
+    );
+    let keys: Vec<_> = pod
+        .tolerations
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|t| t.key.clone().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "node-role.kubernetes.io/control-plane",
+            "node-role.kubernetes.io/master"
+        ]
+    );
+    let sc = pod.containers[0].security_context.as_ref().unwrap();
+    assert_eq!(sc.privileged, Some(false));
+    let caps = sc.capabilities.as_ref().unwrap();
+    assert_eq!(caps.add.as_deref(), Some(&["NET_ADMIN".to_string()][..]));
+    assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
+
+    let paths: Vec<_> = pod
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|v| v.host_path.as_ref().unwrap().path.clone())
+        .collect();
+    assert_eq!(paths, OsFlavor::Ubuntu.host_paths());
+    let mounts: Vec<_> = pod.containers[0]
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|m| m.mount_path.clone())
+        .collect();
+    let expected: Vec<_> = OsFlavor::Ubuntu
+        .host_paths()
+        .iter()
+        .map(|p| format!("/host{p}"))
+        .collect();
+    assert_eq!(mounts, expected);
+
+    let env = env_of(&job);
+    let inline: MultiNicNodeConfigSpec = serde_json::from_str(&env["MULTINIC_NODE_SPEC"]).unwrap();
+    assert_eq!(inline, obj.spec);
+    assert_eq!(env["MULTINIC_GENERATION"], "4");
+    assert_eq!(env["MULTINIC_ROOT"], "/host");
+    assert_eq!(env["MULTINIC_OS"], "ubuntu");
+    assert_eq!(env["AGENT_ACTION"], "apply");
+    assert_eq!(env["DATA_SOURCE"], "spec");
+    assert_eq!(env["NODE_NAME"], "worker-01");
+}
+
+#[test]
+fn rhel_gets_only_its_own_paths_and_config_is_honoured() {
+    let obj = owner();
+    let cfg = JobConfig {
+        privileged: true,
+        pull_secrets: vec!["regcred".into()],
+        agent_env: vec![("MULTINIC_POLICY_ROUTING".into(), "false".into())],
+        ..JobConfig::default()
+    };
+    let job = build_job(&cfg, request(&obj, OsFlavor::Rhel9)).unwrap();
+    let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let paths: Vec<_> = pod
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|v| v.host_path.as_ref().unwrap().path.clone())
+        .collect();
+    assert_eq!(paths, OsFlavor::Rhel9.host_paths());
+    assert!(!paths.iter().any(|p| p.contains("netplan")));
+    let sc = pod.containers[0].security_context.as_ref().unwrap();
+    assert_eq!(
+        (sc.privileged, sc.capabilities.is_none()),
+        (Some(true), true)
+    );
+    assert_eq!(pod.image_pull_secrets.as_ref().unwrap()[0].name, "regcred");
+    assert_eq!(env_of(&job)["MULTINIC_POLICY_ROUTING"], "false");
+}
+
+#[test]
+fn facts_read_back_from_a_cached_job() {
+    let obj = owner();
+    let mut job = build_job(&JobConfig::default(), request(&obj, OsFlavor::Ubuntu)).unwrap();
+    let facts = job_facts(&job).unwrap();
+    assert_eq!(
+        (facts.action, facts.generation, facts.attempt, facts.phase),
+        (AgentAction::Apply, Some(4), 2, JobPhase::Running)
+    );
+    assert_eq!(job_node(&job), Some("worker-01"));
+    job.status = Some(JobStatus {
+        conditions: Some(vec![JobCondition {
+            type_: "Failed".into(),
+            status: "True".into(),
+            reason: Some("DeadlineExceeded".into()),
+            message: Some("Job was active longer than specified deadline".into()),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    });
+    trim_job(&mut job);
+    assert!(job.spec.is_none());
+    assert_eq!(job_phase(&job), JobPhase::Failed);
+    assert!(job_failure_detail(&job).starts_with("DeadlineExceeded: Job was active"));
+}

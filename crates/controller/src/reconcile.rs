@@ -1,0 +1,377 @@
+//! The reconciler: gathers what the caches say about one resource, asks [`decide`] for the
+//! next step and performs it (Job create/delete, status apply, Events). No decisions here.
+
+use crate::config::{ControllerConfig, FIELD_MANAGER};
+use crate::decide::{self, Action, JobFacts, Observed};
+use crate::error::{Error, is_status};
+use crate::expect::Expectations;
+use crate::job::{self, JobRequest};
+use crate::metrics::Metrics;
+use crate::slots::JobSlots;
+use crate::{report, status, trim};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, Resource, ResourceExt};
+use multinic_api::report::AgentAction;
+use multinic_api::{MultiNicNodeConfig, MultiNicNodeConfigStatus, NodeConfigState};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Shared state of every reconcile.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// The controller's configuration.
+    pub config: ControllerConfig,
+    /// Cache of the controller's Jobs (trimmed).
+    pub jobs: Store<Job>,
+    /// Cache of Nodes (trimmed).
+    pub nodes: Store<Node>,
+    /// Event publisher.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The cap on Jobs in flight.
+    pub slots: JobSlots,
+    /// Writes the caches have not shown yet.
+    pub expect: Expectations,
+    /// Node name -> resources that name it, so a Node event wakes exactly those.
+    pub node_index: Arc<Mutex<HashMap<String, HashSet<ObjectRef<MultiNicNodeConfig>>>>>,
+    /// Failed reconciles in a row per resource, for per-object error backoff.
+    pub error_streak: Mutex<HashMap<ObjectRef<MultiNicNodeConfig>, u32>>,
+    /// Cleanup attempts per resource uid (no status field holds them: the object is going).
+    pub cleanup_attempts: Mutex<HashMap<String, u32>>,
+}
+
+/// How long a running Job is trusted before the resource is looked at again anyway.
+const JOB_RECHECK_GRACE: Duration = Duration::from_secs(60);
+
+impl Context {
+    /// The apply-side Jobs of `obj` (cached, merged with expectations), plus whether another
+    /// resource has a Job running on the same node.
+    pub fn jobs_of(&self, obj: &MultiNicNodeConfig) -> (Vec<JobFacts>, bool) {
+        let uid = obj.uid().unwrap_or_default();
+        let ns = obj.namespace().unwrap_or_default();
+        let mut own = Vec::new();
+        let mut node_busy = false;
+        for cached in self.jobs.state() {
+            let owned = cached.owner_references().iter().any(|o| o.uid == uid);
+            if owned {
+                if let Some(facts) = job::job_facts(&cached) {
+                    own.push(facts);
+                }
+            } else if job::job_node(&cached) == Some(obj.spec.node_name.as_str())
+                && job::job_phase(&cached) == decide::JobPhase::Running
+            {
+                node_busy = true;
+            }
+        }
+        own.sort_by(|a, b| a.name.cmp(&b.name));
+        (self.expect.merge_jobs(&uid, &ns, own), node_busy)
+    }
+
+    /// The Node named `name`, as the decision reads it.
+    pub fn node(&self, name: &str) -> Option<decide::NodeFacts> {
+        self.nodes
+            .get(&ObjectRef::new(name))
+            .map(|n| trim::node_facts(&n))
+    }
+
+    /// Publishes an Event about `obj`; a failure to publish is logged, never fatal.
+    pub async fn event(
+        &self,
+        obj: &MultiNicNodeConfig,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let ev = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(truncate(note, 1000)),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(err) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!(resource = %obj.name_any(), %err, "publishing an Event failed");
+        }
+    }
+
+    /// Deletes a Job (background propagation: its Pods go too); a Job already gone is fine.
+    pub async fn delete_job(&self, ns: &str, name: &str) -> Result<(), Error> {
+        let api: Api<Job> = Api::namespaced(self.client.clone(), ns);
+        let dp = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..DeleteParams::default()
+        };
+        match api.delete(name, &dp).await {
+            Ok(_) => {}
+            Err(err) if is_status(&err, 404) => {}
+            Err(err) => return Err(Error::kube(format!("deleting Job {name}"), err)),
+        }
+        let key = format!("{ns}/{name}");
+        self.expect.deleted_job(&key);
+        self.slots.release(&key);
+        Ok(())
+    }
+
+    /// Creates `job`; one that already exists (same name) counts as created.
+    pub async fn create_job(&self, owner_uid: &str, job: &Job) -> Result<(), Error> {
+        let ns = job.namespace().unwrap_or_default();
+        let api: Api<Job> = Api::namespaced(self.client.clone(), &ns);
+        match api.create(&PostParams::default(), job).await {
+            Ok(_) => {}
+            Err(err) if is_status(&err, 409) => {}
+            Err(err) => return Err(Error::kube(format!("creating Job {}", job.name_any()), err)),
+        }
+        if let Some(facts) = job::job_facts(job) {
+            self.expect.created_job(owner_uid, facts);
+        }
+        Ok(())
+    }
+}
+
+/// Reconciles a resource that is not being deleted.
+pub async fn apply(obj: Arc<MultiNicNodeConfig>, ctx: &Context) -> Result<Requeue, Error> {
+    let uid = obj.uid().unwrap_or_default();
+    let ns = obj.namespace().unwrap_or_default();
+    let generation = obj.metadata.generation.unwrap_or(0);
+    remember_node(ctx, &obj);
+    let mut status = ctx.expect.status_for(
+        &uid,
+        obj.metadata.resource_version.as_deref(),
+        obj.status.as_ref(),
+    );
+    let (mut jobs, node_busy) = ctx.jobs_of(&obj);
+    let node = ctx.node(&obj.spec.node_name);
+    // A few steps in one reconcile: deleting leftovers never needs a fresh look at the cache.
+    for _ in 0..8 {
+        let observed = Observed {
+            generation,
+            spec: &obj.spec,
+            status: status.as_ref(),
+            retry_requested: obj
+                .annotations()
+                .contains_key(multinic_api::RETRY_ANNOTATION),
+            node: node.as_ref(),
+            jobs: &jobs,
+            node_busy,
+            now: jiff::Timestamp::now(),
+            retry: &ctx.config.retry,
+            node_recheck: ctx.config.node_missing_recheck,
+        };
+        let action = decide::decide(&observed);
+        tracing::debug!(resource = %obj.name_any(), ?action, "decided");
+        match action {
+            Action::DeleteJob(name) => {
+                ctx.delete_job(&ns, &name).await?;
+                jobs.retain(|j| j.name != name);
+            }
+            Action::Record(job_facts) => {
+                let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+                let lp = ListParams::default().labels(&format!(
+                    "{}={}",
+                    job::JOB_NAME_LABEL,
+                    job_facts.name
+                ));
+                let pod_list = pods.list(&lp).await.map_err(|e| {
+                    Error::kube(format!("listing Pods of Job {}", job_facts.name), e)
+                })?;
+                let agent_report = report::report_from_pods(&pod_list.items);
+                let detail = ctx
+                    .jobs
+                    .get(&ObjectRef::new(&job_facts.name).within(&ns))
+                    .map(|j| job::job_failure_detail(&j))
+                    .unwrap_or_else(|| "the Job failed".into());
+                let next = status::recorded(
+                    &obj.spec,
+                    generation,
+                    &job_facts,
+                    agent_report.as_ref(),
+                    &detail,
+                    status.as_ref(),
+                    jiff::Timestamp::now(),
+                );
+                write_status(ctx, &obj, status.as_ref(), &next).await?;
+                ctx.delete_job(&ns, &job_facts.name).await?;
+                status = Some(next);
+                jobs.retain(|j| j.name != job_facts.name);
+            }
+            Action::Settle { verdict, requeue } => {
+                let next = status::settled(
+                    &obj.spec,
+                    generation,
+                    &verdict,
+                    status.as_ref(),
+                    jiff::Timestamp::now(),
+                );
+                write_status(ctx, &obj, status.as_ref(), &next).await?;
+                return Ok(requeue.map_or_else(Requeue::await_change, Requeue::requeue));
+            }
+            Action::Start {
+                attempt,
+                flavor,
+                job_exists,
+                clears_retry,
+            } => {
+                let name =
+                    job::job_name(&obj.spec.node_name, AgentAction::Apply, generation, attempt);
+                let key = format!("{ns}/{name}");
+                if clears_retry {
+                    clear_retry_annotation(ctx, &obj).await?;
+                }
+                if job_exists {
+                    ctx.slots.adopt(&key);
+                } else {
+                    if !ctx.slots.reserve(&key, &ObjectRef::from_obj(&*obj)) {
+                        // Woken through the slot queue; the requeue is only a safety net.
+                        return Ok(Requeue::requeue(Duration::from_secs(60)));
+                    }
+                    let request = JobRequest {
+                        owner: &obj,
+                        action: AgentAction::Apply,
+                        attempt,
+                        flavor,
+                    };
+                    let built = job::build_job(&ctx.config.job, request)?;
+                    if let Err(err) = ctx.create_job(&uid, &built).await {
+                        ctx.slots.release(&key);
+                        return Err(err);
+                    }
+                }
+                let next = status::in_progress(
+                    &obj.spec,
+                    generation,
+                    &name,
+                    attempt,
+                    status.as_ref(),
+                    jiff::Timestamp::now(),
+                );
+                write_status(ctx, &obj, status.as_ref(), &next).await?;
+                let deadline =
+                    Duration::from_secs(ctx.config.job.active_deadline_seconds.max(0) as u64);
+                return Ok(Requeue::requeue(deadline + JOB_RECHECK_GRACE));
+            }
+            Action::Wait(requeue) => {
+                return Ok(requeue.map_or_else(Requeue::await_change, Requeue::requeue));
+            }
+        }
+    }
+    Ok(Requeue::requeue(Duration::from_secs(1)))
+}
+
+/// Applies `next` as the status when it differs from `prev` (timestamps aside), and publishes
+/// an Event when the state or its reason changed.
+pub async fn write_status(
+    ctx: &Context,
+    obj: &MultiNicNodeConfig,
+    prev: Option<&MultiNicNodeConfigStatus>,
+    next: &MultiNicNodeConfigStatus,
+) -> Result<(), Error> {
+    if !status::needs_write(prev, next) {
+        return Ok(());
+    }
+    let ns = obj.namespace().unwrap_or_default();
+    let api: Api<MultiNicNodeConfig> = Api::namespaced(ctx.client.clone(), &ns);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let written = api
+        .patch_status(
+            &obj.name_any(),
+            &params,
+            &Patch::Apply(status::apply_body(next)),
+        )
+        .await
+        .map_err(|e| Error::kube(format!("writing status of {}", obj.name_any()), e))?;
+    ctx.expect.wrote_status(
+        &obj.uid().unwrap_or_default(),
+        written.metadata.resource_version.as_deref(),
+        next.clone(),
+    );
+    let reason_of = |s: Option<&MultiNicNodeConfigStatus>| {
+        s.and_then(|s| Some((s.state?, decide::ready_reason(s)?, s.observed_generation)))
+    };
+    let (before, after) = (reason_of(prev), reason_of(Some(next)));
+    if before != after
+        && let Some((state, reason, _)) = after
+    {
+        let message = next
+            .conditions
+            .first()
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        let type_ = if state == NodeConfigState::Failed
+            || reason == multinic_api::StateReason::NodeNotFound
+        {
+            ctx.metrics.failure(reason.as_str());
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        ctx.event(obj, type_, reason.as_str(), state.as_str(), message)
+            .await;
+    }
+    Ok(())
+}
+
+async fn clear_retry_annotation(ctx: &Context, obj: &MultiNicNodeConfig) -> Result<(), Error> {
+    let ns = obj.namespace().unwrap_or_default();
+    let api: Api<MultiNicNodeConfig> = Api::namespaced(ctx.client.clone(), &ns);
+    let patch =
+        serde_json::json!({"metadata": {"annotations": {multinic_api::RETRY_ANNOTATION: null}}});
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await
+    .map_err(|e| Error::kube("removing the retry annotation", e))?;
+    ctx.event(
+        obj,
+        EventType::Normal,
+        "RetryRequested",
+        "Retry",
+        format!(
+            "{} set: trying generation {} again",
+            multinic_api::RETRY_ANNOTATION,
+            obj.metadata.generation.unwrap_or(0)
+        ),
+    )
+    .await;
+    Ok(())
+}
+
+fn remember_node(ctx: &Context, obj: &MultiNicNodeConfig) {
+    let mut index = ctx.node_index.lock().unwrap_or_else(|p| p.into_inner());
+    index
+        .entry(obj.spec.node_name.clone())
+        .or_default()
+        .insert(ObjectRef::from_obj(obj));
+}
+
+/// Drops `obj` from the node index (it is gone).
+pub fn forget_node(ctx: &Context, obj: &MultiNicNodeConfig) {
+    let mut index = ctx.node_index.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(set) = index.get_mut(&obj.spec.node_name) {
+        set.remove(&ObjectRef::from_obj(obj));
+        if set.is_empty() {
+            index.remove(&obj.spec.node_name);
+        }
+    }
+}
+
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
+}

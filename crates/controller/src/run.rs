@@ -1,0 +1,262 @@
+//! Wiring: trimmed caches (MultiNicNodeConfigs, the controller's Jobs, Nodes) fed by watches
+//! or polls, kube-runtime's `Controller` with the finalizer around apply/cleanup, the Job-slot
+//! wake-ups, leader election, housekeeping and the HTTP endpoints.
+
+use crate::config::{ControllerConfig, FIELD_MANAGER, WatchMode};
+use crate::error::Error;
+use crate::expect::Expectations;
+use crate::job::{self, MANAGED_BY_LABEL};
+use crate::leader::LeaderElector;
+use crate::metrics::{self, Metrics};
+use crate::reconcile::{self, Context};
+use crate::slots::JobSlots;
+use crate::{cleanup, poll, trim};
+use futures::{FutureExt, Stream, StreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::ListParams;
+use kube::runtime::controller::{Action as Requeue, Config as ControllerRunConfig};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use multinic_api::MultiNicNodeConfig;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Runs the controller until `shutdown` resolves (or leadership is lost, which is an error).
+pub async fn run(
+    client: Client,
+    config: ControllerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let metrics = Arc::new(Metrics::default());
+    let (configs, configs_writer) = reflector::store::<MultiNicNodeConfig>();
+    let http = match config.http_addr {
+        Some(addr) => Some(metrics::serve(addr, metrics.clone(), configs.clone()).await?),
+        None => None,
+    };
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut lost_rx = None;
+    let mut shutdown = Box::pin(shutdown);
+    if let Some(leader) = config.leader_election.clone() {
+        let elector = LeaderElector::new(client.clone(), leader, config.instance.clone());
+        tokio::select! {
+            acquired = elector.acquire() => acquired?,
+            () = &mut shutdown => return Ok(()),
+        }
+        let (lost, _renewal) = elector.keep_leading();
+        lost_rx = Some(lost);
+    }
+    let lost_for_stop = lost_rx.clone();
+    tokio::spawn(async move {
+        let lost = async move {
+            match lost_for_stop {
+                Some(mut rx) => {
+                    let _ = rx.wait_for(|lost| *lost).await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = shutdown => {}
+            () = lost => {}
+        }
+        let _ = stop_tx.send(());
+    });
+
+    let (jobs, jobs_writer) = reflector::store::<Job>();
+    let (nodes, nodes_writer) = reflector::store::<Node>();
+    let (wake_tx, wake_rx) = tokio::sync::mpsc::unbounded_channel();
+    let node_index = Arc::new(Mutex::new(HashMap::new()));
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance: Some(config.instance.clone()),
+            },
+        ),
+        slots: JobSlots::new(config.max_jobs_in_flight, wake_tx),
+        jobs: jobs.clone(),
+        nodes: nodes.clone(),
+        metrics: metrics.clone(),
+        expect: Expectations::default(),
+        node_index: node_index.clone(),
+        error_streak: Mutex::new(HashMap::new()),
+        cleanup_attempts: Mutex::new(HashMap::new()),
+        config: config.clone(),
+    });
+
+    let (config_api, job_api): (Api<MultiNicNodeConfig>, Api<Job>) = match &config.namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    let node_api: Api<Node> = Api::all(client.clone());
+    let job_selector = format!("{MANAGED_BY_LABEL}={FIELD_MANAGER}");
+
+    let config_stream = events(config_api, None, config.mode)
+        .modify(trim::trim_config)
+        .reflect(configs_writer)
+        .touched_objects();
+    let job_stream = events(job_api, Some(&job_selector), config.mode)
+        .modify(job::trim_job)
+        .reflect(jobs_writer)
+        .touched_objects();
+    let node_stream = events(node_api, None, config.mode)
+        .modify(trim::trim_node)
+        .reflect(nodes_writer)
+        .touched_objects()
+        .predicate_filter(trim::node_fingerprint, PredicateConfig::default());
+    let node_mapper = move |node: Node| -> Vec<ObjectRef<MultiNicNodeConfig>> {
+        let index = node_index.lock().unwrap_or_else(|p| p.into_inner());
+        index
+            .get(&node.name_any())
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default()
+    };
+    let wake =
+        futures::stream::unfold(
+            wake_rx,
+            |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
+        );
+
+    let housekeeping = tokio::spawn(housekeeping(ctx.clone(), configs.clone()));
+    let controller = Controller::for_stream(config_stream, configs)
+        .owns_stream(job_stream)
+        .watches_stream(node_stream, node_mapper)
+        .reconcile_on(wake)
+        .with_config(ControllerRunConfig::default().concurrency(config.concurrency))
+        .graceful_shutdown_on(stop_rx.map(|_| ()))
+        .run(reconcile_one, error_policy, ctx);
+    tracing::info!(namespace = ?config.namespace, mode = ?config.mode, "controller running");
+    controller
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                tracing::debug!(%err, "controller stream");
+            }
+        })
+        .await;
+    housekeeping.abort();
+    if let Some(http) = http {
+        http.abort();
+    }
+    if lost_rx.is_some_and(|rx| *rx.borrow()) {
+        return Err(Error::Leader("leadership lost".into()));
+    }
+    tracing::info!("controller stopped");
+    Ok(())
+}
+
+/// Watch or poll events of `api`, filtered by `labels`.
+fn events<K>(
+    api: Api<K>,
+    labels: Option<&str>,
+    mode: WatchMode,
+) -> std::pin::Pin<Box<dyn Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send>>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Clone + Eq + std::hash::Hash,
+{
+    match mode {
+        WatchMode::Watch => {
+            let mut wc = watcher::Config::default().page_size(500);
+            if let Some(l) = labels {
+                wc = wc.labels(l);
+            }
+            watcher(api, wc).default_backoff().boxed()
+        }
+        WatchMode::Poll(interval) => {
+            let mut lp = ListParams::default();
+            if let Some(l) = labels {
+                lp = lp.labels(l);
+            }
+            poll::poll_events(api, lp, interval)
+                .default_backoff()
+                .boxed()
+        }
+    }
+}
+
+async fn reconcile_one(obj: Arc<MultiNicNodeConfig>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let started = Instant::now();
+    ctx.jobs
+        .wait_until_ready()
+        .await
+        .map_err(|_| Error::CacheNotReady("Jobs"))?;
+    ctx.nodes
+        .wait_until_ready()
+        .await
+        .map_err(|_| Error::CacheNotReady("Nodes"))?;
+    let api: Api<MultiNicNodeConfig> =
+        Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let key = ObjectRef::from_obj(&*obj);
+    let result = finalizer(&api, multinic_api::CLEANUP_FINALIZER, obj, |event| async {
+        match event {
+            Finalizer::Apply(o) => reconcile::apply(o, &ctx).await,
+            Finalizer::Cleanup(o) => cleanup::cleanup(o, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    let label = match &result {
+        Ok(_) => "ok",
+        Err(err) if err.is_waiting() => "waiting",
+        Err(err) => err.metric_label(),
+    };
+    ctx.metrics.reconciled(label, started.elapsed());
+    ctx.metrics.set_jobs_in_flight(ctx.slots.in_flight());
+    if result.is_ok() {
+        ctx.error_streak
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+    }
+    result
+}
+
+fn error_policy(obj: Arc<MultiNicNodeConfig>, err: &Error, ctx: Arc<Context>) -> Requeue {
+    if err.is_waiting() {
+        tracing::debug!(resource = %obj.name_any(), %err, "waiting");
+        return Requeue::requeue(Duration::from_secs(10));
+    }
+    let mut streaks = ctx.error_streak.lock().unwrap_or_else(|p| p.into_inner());
+    let streak = streaks.entry(ObjectRef::from_obj(&*obj)).or_insert(0);
+    *streak += 1;
+    // Per-object exponential backoff: 0.5 s, 1 s, 2 s ... at most a minute.
+    let delay = Duration::from_millis(500)
+        .saturating_mul(1u32 << (*streak - 1).min(7))
+        .min(Duration::from_secs(60));
+    tracing::warn!(resource = %obj.name_any(), %err, retry_in = ?delay, "reconcile failed");
+    Requeue::requeue(delay)
+}
+
+/// Every few seconds: frees Job slots whose Job vanished, forgets settled deletions, marks
+/// the replica ready once its caches are filled, refreshes the Jobs-in-flight gauge.
+async fn housekeeping(ctx: Arc<Context>, configs: reflector::Store<MultiNicNodeConfig>) {
+    let _ = configs.wait_until_ready().await;
+    let _ = ctx.jobs.wait_until_ready().await;
+    let _ = ctx.nodes.wait_until_ready().await;
+    ctx.metrics.ready.store(true, Ordering::Relaxed);
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let cached = |key: &str| {
+            let (ns, name) = key.split_once('/').unwrap_or(("", key));
+            ctx.jobs.get(&ObjectRef::new(name).within(ns)).is_some()
+        };
+        ctx.slots.sweep(Duration::from_secs(120), cached);
+        ctx.expect.settle_deleted(cached);
+        ctx.metrics.set_jobs_in_flight(ctx.slots.in_flight());
+    }
+}
