@@ -96,7 +96,9 @@ def kubernetes_validate(objects: list[dict[str, Any]], out: Path) -> int:
         path = out / f"{n:02}-{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
         path.write_text(yaml.safe_dump(obj, sort_keys=False))
         files.append(str(path))
-    args = ["kubernetes-validate", "--strict", "--quiet"]
+    # The one installed beside this Python (the project's .venv), else the one on PATH.
+    beside = Path(sys.executable).parent / "kubernetes-validate"
+    args = [str(beside) if beside.exists() else "kubernetes-validate", "--strict", "--quiet"]
     for version in KUBE_VERSIONS:
         args += ["-k", version]
     result = subprocess.run(args + files, capture_output=True, text=True)
