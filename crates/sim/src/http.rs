@@ -1,0 +1,414 @@
+//! The HTTP front: routes each request to discovery or the store, speaks the wire formats
+//! (JSON, YAML bodies, Table, PartialObjectMetadata) and counts requests by verb and resource.
+
+use crate::error::ApiError;
+use crate::gc::DeleteOptions;
+use crate::meta;
+use crate::patch::{self, PatchKind};
+use crate::registry::ResourceType;
+use crate::route::{self, ResourcePath, Route};
+use crate::selectors::{FieldSelector, LabelSelector, Selectors};
+use crate::store::{Store, Target};
+use crate::{discovery, table, watch};
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// API requests served, by `(verb, resource)`; `resource` includes `/status` for the
+/// subresource.
+#[derive(Debug, Default)]
+pub struct RequestCounters(Mutex<BTreeMap<(String, String), u64>>);
+
+impl RequestCounters {
+    fn bump(&self, verb: &str, resource: &str) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry((verb.to_string(), resource.to_string()))
+            .or_default() += 1;
+    }
+
+    /// A copy of the counters.
+    pub fn snapshot(&self) -> BTreeMap<(String, String), u64> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Zeroes every counter (between benchmark phases).
+    pub fn reset(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+/// Shared state of the HTTP server.
+#[derive(Clone)]
+pub struct AppState {
+    /// The object store.
+    pub store: Arc<Store>,
+    /// Request counters.
+    pub counters: Arc<RequestCounters>,
+    /// `host:port` clients reach the server at.
+    pub server: String,
+    /// Interval between watch bookmarks.
+    pub bookmark_interval: Duration,
+    /// Flips to true when the server shuts down; open watches end.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+/// The router serving every path.
+pub fn router(state: AppState) -> axum::Router {
+    axum::Router::new().fallback(handle).with_state(state)
+}
+
+fn json_response(code: u16, v: &Value) -> Response {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(v).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+fn error_response(e: &ApiError) -> Response {
+    json_response(e.code, &e.to_status())
+}
+
+/// How the client wants objects rendered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    Full,
+    Table,
+    Metadata,
+}
+
+fn shape(headers: &HeaderMap) -> Shape {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    // The first acceptable media type wins; we serve all three shapes.
+    let first = accept.split(',').next().unwrap_or("");
+    if first.contains("as=Table") {
+        Shape::Table
+    } else if first.contains("as=PartialObjectMetadata") {
+        Shape::Metadata
+    } else {
+        Shape::Full
+    }
+}
+
+async fn handle(
+    State(st): State<AppState>,
+    method: Method,
+    uri: Uri,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let registry = || st.store.registry();
+    match route::parse(uri.path()) {
+        Route::Version => json_response(200, &discovery::version()),
+        Route::Health => (StatusCode::OK, "ok").into_response(),
+        Route::CoreVersions => json_response(200, &discovery::core_versions(&st.server)),
+        Route::GroupList => json_response(200, &discovery::group_list(&registry())),
+        Route::Group(g) => match discovery::group(&registry(), &g) {
+            Some(d) => json_response(200, &d),
+            None => error_response(&ApiError::no_route(uri.path())),
+        },
+        Route::ResourceList { group, version } => {
+            match discovery::resource_list(&registry(), &group, &version) {
+                Some(d) => json_response(200, &d),
+                None => error_response(&ApiError::no_route(uri.path())),
+            }
+        }
+        Route::DebugRequests => {
+            let counts: Vec<Value> = st
+                .counters
+                .snapshot()
+                .into_iter()
+                .map(
+                    |((verb, resource), n)| json!({"verb": verb, "resource": resource, "count": n}),
+                )
+                .collect();
+            json_response(200, &json!({"requests": counts}))
+        }
+        Route::Resource(path) => match resource(&st, &method, &path, &q, &headers, &body).await {
+            Ok(r) => r,
+            Err(e) => error_response(&e),
+        },
+        Route::Unknown => error_response(&ApiError::no_route(uri.path())),
+    }
+}
+
+fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    if ct.contains("protobuf") {
+        return Err(ApiError::unsupported_media(
+            "protobuf is not served; send application/json",
+        ));
+    }
+    let parsed = if ct.contains("yaml") {
+        serde_yaml::from_slice::<Value>(body).map_err(|e| e.to_string())
+    } else {
+        serde_json::from_slice::<Value>(body).map_err(|e| e.to_string())
+    };
+    parsed.map_err(|e| ApiError::bad_request(format!("error decoding the request body: {e}")))
+}
+
+fn selectors(q: &HashMap<String, String>) -> Result<Selectors, ApiError> {
+    Ok(Selectors {
+        labels: LabelSelector::parse(q.get("labelSelector").map_or("", String::as_str))?,
+        fields: FieldSelector::parse(q.get("fieldSelector").map_or("", String::as_str))?,
+    })
+}
+
+fn flag(q: &HashMap<String, String>, key: &str) -> bool {
+    q.get(key).is_some_and(|v| v == "true" || v == "1")
+}
+
+fn render(obj: &Value, shape: Shape) -> Value {
+    match shape {
+        Shape::Metadata => meta::partial_metadata(obj),
+        _ => obj.clone(),
+    }
+}
+
+async fn resource(
+    st: &AppState,
+    method: &Method,
+    path: &ResourcePath,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let store = &st.store;
+    let rt = store
+        .lookup(&path.group, &path.version, &path.plural)
+        .ok_or_else(|| {
+            ApiError::no_route(&format!("{}/{}/{}", path.group, path.version, path.plural))
+        })?;
+    if path.namespace.is_some() && !rt.namespaced {
+        return Err(ApiError::no_route(&path.plural));
+    }
+    let target = match path.subresource.as_deref() {
+        None => Target::Main,
+        Some("status") if rt.status_subresource => Target::Status,
+        Some(other) => return Err(ApiError::no_route(&format!("{}/{other}", path.plural))),
+    };
+    let counted = match target {
+        Target::Main => rt.plural.clone(),
+        Target::Status => format!("{}/status", rt.plural),
+    };
+    let ns = path.namespace.as_deref();
+    let shape = shape(headers);
+    let Some(name) = path.name.as_deref() else {
+        return collection(st, &rt, method, ns, q, headers, body, shape, &counted).await;
+    };
+    let verb = match *method {
+        Method::GET => "get",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE => "delete",
+        _ => {
+            return Err(ApiError::method_not_allowed(format!(
+                "{method} is not allowed on {}",
+                rt.plural
+            )));
+        }
+    };
+    st.counters.bump(verb, &counted);
+    let obj = match *method {
+        Method::GET => store.get(&rt, ns, name)?,
+        Method::PUT => store.update(&rt, ns, name, target, decode_body(headers, body)?)?,
+        Method::PATCH => patch(st, &rt, ns, name, target, q, headers, body)?,
+        _ => {
+            let opts_body = if body.is_empty() {
+                json!({})
+            } else {
+                decode_body(headers, body)?
+            };
+            let opts = DeleteOptions::from_request(
+                &opts_body,
+                q.get("propagationPolicy").map(String::as_str),
+            )?;
+            store.delete(&rt, ns, name, &opts)?
+        }
+    };
+    let obj = match shape {
+        Shape::Table => table::render(&rt, std::slice::from_ref(&obj), &json!({}), q),
+        other => render(&obj, other),
+    };
+    Ok(json_response(200, &obj))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn patch(
+    st: &AppState,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    name: &str,
+    target: Target,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let kind = PatchKind::from_content_type(ct)?;
+    let patch_doc = patch::parse_body(kind, body)?;
+    let apply = kind == PatchKind::Apply;
+    let manager = q.get("fieldManager").cloned();
+    if apply && manager.as_deref().is_none_or(str::is_empty) {
+        return Err(ApiError::bad_request(
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+        ));
+    }
+    let status = target == Target::Status;
+    let result = st.store.modify(rt, ns, name, target, |cur| {
+        let mut o = patch::apply_patch(kind, cur, &patch_doc)?;
+        if let Some(m) = &manager {
+            patch::record_manager(&mut o, m, apply, status);
+        }
+        Ok(o)
+    });
+    match result {
+        Err(e) if apply && e.code == 404 && target == Target::Main => {
+            // Server-side apply creates what does not exist yet.
+            let mut obj = patch_doc;
+            meta::meta_mut(&mut obj).insert("name".into(), json!(name));
+            if let Some(m) = &manager {
+                patch::record_manager(&mut obj, m, true, false);
+            }
+            st.store.create(rt, ns, obj)
+        }
+        other => other,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn collection(
+    st: &AppState,
+    rt: &Arc<ResourceType>,
+    method: &Method,
+    ns: Option<&str>,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &[u8],
+    shape: Shape,
+    counted: &str,
+) -> Result<Response, ApiError> {
+    let store = &st.store;
+    let sel = selectors(q)?;
+    match *method {
+        Method::GET if flag(q, "watch") => {
+            st.counters.bump("watch", counted);
+            let rv = match q.get("resourceVersion").map(String::as_str) {
+                None | Some("") | Some("0") => None,
+                Some(s) => Some(s.parse::<u64>().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resourceVersion {s:?}"))
+                })?),
+            };
+            let timeout = q
+                .get("timeoutSeconds")
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(1800);
+            let req = watch::WatchRequest {
+                namespace: ns.map(String::from),
+                resource_version: rv,
+                send_initial_events: flag(q, "sendInitialEvents"),
+                bookmarks: flag(q, "allowWatchBookmarks"),
+                timeout: Duration::from_secs(timeout),
+                selectors: sel,
+                metadata_only: shape == Shape::Metadata,
+                bookmark_interval: st.bookmark_interval,
+            };
+            let rx = watch::start(store.clone(), rt.clone(), req, st.shutdown.clone());
+            let stream = futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv()
+                    .await
+                    .map(|b| (Ok::<Bytes, std::convert::Infallible>(b), rx))
+            });
+            Ok(Response::builder()
+                .status(200)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from_stream(stream))
+                .map_err(|e| ApiError::internal(e.to_string()))?)
+        }
+        Method::GET => {
+            st.counters.bump("list", counted);
+            let limit = q.get("limit").and_then(|s| s.parse::<usize>().ok());
+            let page = store.list(rt, ns, &sel, limit, q.get("continue").map(String::as_str))?;
+            let mut list_meta = json!({"resourceVersion": page.rv.to_string()});
+            if let Some(c) = &page.continue_token {
+                list_meta["continue"] = json!(c);
+            }
+            if let Some(n) = page.remaining {
+                list_meta["remainingItemCount"] = json!(n);
+            }
+            let doc = match shape {
+                Shape::Table => table::render(rt, &page.items, &list_meta, q),
+                Shape::Metadata => json!({
+                    "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta,
+                    "items": page.items.iter().map(meta::partial_metadata).collect::<Vec<_>>(),
+                }),
+                Shape::Full => json!({
+                    "kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": list_meta,
+                    "items": page.items,
+                }),
+            };
+            Ok(json_response(200, &doc))
+        }
+        Method::POST => {
+            st.counters.bump("create", counted);
+            if rt.namespaced && ns.is_none() {
+                return Err(ApiError::method_not_allowed(format!(
+                    "create {} needs a namespace in the path",
+                    rt.plural
+                )));
+            }
+            let mut obj = decode_body(headers, body)?;
+            if let Some(m) = q.get("fieldManager") {
+                obj["apiVersion"] = json!(rt.api_version());
+                patch::record_manager(&mut obj, m, false, false);
+            }
+            let created = store.create(rt, ns, obj)?;
+            Ok(json_response(201, &render(&created, shape)))
+        }
+        Method::DELETE => {
+            st.counters.bump("deletecollection", counted);
+            let opts_body = if body.is_empty() {
+                json!({})
+            } else {
+                decode_body(headers, body)?
+            };
+            let opts = DeleteOptions::from_request(
+                &opts_body,
+                q.get("propagationPolicy").map(String::as_str),
+            )?;
+            let page = store.list(rt, ns, &sel, None, None)?;
+            let mut deleted = Vec::new();
+            for o in &page.items {
+                match store.delete(rt, Some(meta::namespace(o)), meta::name(o), &opts) {
+                    Ok(d) => deleted.push(d),
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let doc = json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(),
+                "metadata": {"resourceVersion": store.current_rv().to_string()}, "items": deleted});
+            Ok(json_response(200, &doc))
+        }
+        _ => Err(ApiError::method_not_allowed(format!(
+            "{method} is not allowed on the {} collection",
+            rt.plural
+        ))),
+    }
+}

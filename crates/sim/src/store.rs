@@ -1,0 +1,583 @@
+//! The object store: one cluster-wide resourceVersion, create/get/list/update with the API's
+//! metadata rules (uid, creationTimestamp, generation, optimistic concurrency, status
+//! subresource), the change history watches resume from, and the live change feed.
+
+use crate::error::ApiError;
+use crate::meta;
+use crate::registry::{GenerationRule, GroupResource, Registry, ResourceType};
+use crate::schema;
+use crate::selectors::Selectors;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::broadcast;
+
+/// What happened to an object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// Created.
+    Added,
+    /// Updated.
+    Modified,
+    /// Removed.
+    Deleted,
+}
+
+/// One committed write, as watches see it.
+#[derive(Clone, Debug)]
+pub struct Change {
+    /// resourceVersion the write produced.
+    pub rv: u64,
+    /// Type of the object.
+    pub gr: GroupResource,
+    /// Added, Modified or Deleted.
+    pub kind: ChangeKind,
+    /// The object after the write (before removal for Deleted).
+    pub object: Value,
+    /// The object before the write, for Modified (selector enter/leave).
+    pub previous: Option<Value>,
+}
+
+/// Which part of an object a write targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The main resource: status is kept from the stored object.
+    Main,
+    /// The `/status` subresource: only status changes.
+    Status,
+}
+
+/// One page of a list.
+#[derive(Clone, Debug)]
+pub struct ListPage {
+    /// The objects.
+    pub items: Vec<Value>,
+    /// The store's resourceVersion when the page was read.
+    pub rv: u64,
+    /// Token for the next page, if any.
+    pub continue_token: Option<String>,
+    /// Objects after this page, when paginating.
+    pub remaining: Option<usize>,
+}
+
+pub(crate) type Bucket = BTreeMap<(String, String), Value>;
+
+pub(crate) struct Inner {
+    pub(crate) rv: u64,
+    /// Newest resourceVersion that fell out of the history; older watches get 410.
+    pub(crate) compacted_rv: u64,
+    pub(crate) registry: Registry,
+    pub(crate) objects: HashMap<GroupResource, Bucket>,
+    history: VecDeque<Arc<Change>>,
+    history_limit: usize,
+}
+
+/// The in-memory store behind the API server.
+pub struct Store {
+    pub(crate) inner: Mutex<Inner>,
+    feed: broadcast::Sender<Arc<Change>>,
+}
+
+fn key(ns: &str, name: &str) -> (String, String) {
+    (ns.to_string(), name.to_string())
+}
+
+fn generation_part(rule: GenerationRule, obj: &Value) -> Value {
+    match rule {
+        GenerationRule::Spec => obj.get("spec").cloned().unwrap_or(Value::Null),
+        GenerationRule::AllButMetadataAndStatus => {
+            let mut o = obj.clone();
+            if let Some(m) = o.as_object_mut() {
+                for k in ["metadata", "status", "apiVersion", "kind"] {
+                    m.remove(k);
+                }
+            }
+            o
+        }
+    }
+}
+
+/// Metadata fields only the server sets; writes cannot change them.
+const SYSTEM_FIELDS: [&str; 7] = [
+    "uid",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "generation",
+    "namespace",
+    "name",
+];
+
+impl Store {
+    /// A store keeping the last `history_limit` changes for watch resumption.
+    pub fn new(history_limit: usize) -> Self {
+        let (feed, _) = broadcast::channel(history_limit.clamp(1024, 65536));
+        Self {
+            inner: Mutex::new(Inner {
+                rv: 1,
+                compacted_rv: 0,
+                registry: Registry::default(),
+                objects: HashMap::new(),
+                history: VecDeque::new(),
+                history_limit: history_limit.max(1),
+            }),
+            feed,
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A snapshot of the served types.
+    pub fn registry(&self) -> Registry {
+        self.lock().registry.clone()
+    }
+
+    /// The type served at `group/version/plural`.
+    pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceType>> {
+        self.lock().registry.lookup(group, version, plural)
+    }
+
+    /// The current resourceVersion.
+    pub fn current_rv(&self) -> u64 {
+        self.lock().rv
+    }
+
+    /// Subscribes to the live feed.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
+        self.feed.subscribe()
+    }
+
+    /// Records a write: bumps the resourceVersion, stores or removes the object, keeps history
+    /// and tells watchers. Returns the object as committed.
+    pub(crate) fn commit(
+        &self,
+        inner: &mut Inner,
+        gr: &GroupResource,
+        kind: ChangeKind,
+        mut obj: Value,
+        previous: Option<Value>,
+    ) -> Value {
+        inner.rv += 1;
+        let rv = inner.rv;
+        meta::meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
+        let k = key(meta::namespace(&obj), meta::name(&obj));
+        let bucket = inner.objects.entry(gr.clone()).or_default();
+        if kind == ChangeKind::Deleted {
+            bucket.remove(&k);
+        } else {
+            bucket.insert(k, obj.clone());
+        }
+        let change = Arc::new(Change {
+            rv,
+            gr: gr.clone(),
+            kind,
+            object: obj.clone(),
+            previous,
+        });
+        inner.history.push_back(change.clone());
+        while inner.history.len() > inner.history_limit {
+            if let Some(old) = inner.history.pop_front() {
+                inner.compacted_rv = old.rv;
+            }
+        }
+        let _ = self.feed.send(change);
+        obj
+    }
+
+    /// Changes after `rv` of one type, or 410 when some of them are no longer kept; plus a feed
+    /// subscription taken under the same lock so nothing falls between the two, and the
+    /// resourceVersion the feed starts after.
+    pub fn changes_since(
+        &self,
+        gr: &GroupResource,
+        rv: u64,
+    ) -> Result<(Vec<Arc<Change>>, u64, broadcast::Receiver<Arc<Change>>), ApiError> {
+        let inner = self.lock();
+        if rv < inner.compacted_rv {
+            return Err(ApiError::gone(rv, inner.compacted_rv + 1));
+        }
+        let rx = self.feed.subscribe();
+        let replay = inner
+            .history
+            .iter()
+            .filter(|c| c.rv > rv && &c.gr == gr)
+            .cloned()
+            .collect();
+        Ok((replay, inner.rv, rx))
+    }
+
+    /// Current objects of a type (in a namespace or all) as synthetic ADDED changes, the
+    /// current resourceVersion, and a feed subscription taken under the same lock.
+    pub fn snapshot(
+        &self,
+        gr: &GroupResource,
+        ns: Option<&str>,
+    ) -> (Vec<Value>, u64, broadcast::Receiver<Arc<Change>>) {
+        let inner = self.lock();
+        let rx = self.feed.subscribe();
+        let items = inner
+            .objects
+            .get(gr)
+            .map(|b| {
+                b.values()
+                    .filter(|o| ns.is_none_or(|n| meta::namespace(o) == n))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        (items, inner.rv, rx)
+    }
+
+    /// Sets the history size (tests force 410 with a tiny one).
+    pub fn set_history_limit(&self, limit: usize) {
+        let mut inner = self.lock();
+        inner.history_limit = limit.max(1);
+        while inner.history.len() > inner.history_limit {
+            if let Some(old) = inner.history.pop_front() {
+                inner.compacted_rv = old.rv;
+            }
+        }
+    }
+
+    /// Creates an object.
+    pub fn create(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        mut obj: Value,
+    ) -> Result<Value, ApiError> {
+        let mut inner = self.lock();
+        let gr = rt.group_resource();
+        if !obj.is_object() {
+            return Err(ApiError::bad_request("the body must be a JSON object"));
+        }
+        let ns = if rt.namespaced {
+            ns.unwrap_or("default")
+        } else {
+            ""
+        };
+        let body_ns = meta::namespace(&obj).to_string();
+        if rt.namespaced && !body_ns.is_empty() && body_ns != ns {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        let mut name = meta::name(&obj).to_string();
+        if name.is_empty() {
+            match meta::meta_str(&obj, "generateName") {
+                Some(prefix) if !prefix.is_empty() => {
+                    name = format!("{prefix}{}", meta::name_suffix())
+                }
+                _ => {
+                    return Err(ApiError::invalid(
+                        &rt.group,
+                        &rt.kind,
+                        "",
+                        vec![crate::error::Cause {
+                            field: "metadata.name".into(),
+                            message: "Required value: name or generateName is required".into(),
+                            reason: "FieldValueRequired",
+                        }],
+                    ));
+                }
+            }
+        }
+        if rt.namespaced {
+            match inner
+                .objects
+                .get(&GroupResource::new("", "namespaces"))
+                .and_then(|b| b.get(&key("", ns)))
+            {
+                None => return Err(ApiError::not_found("", "namespaces", ns)),
+                Some(n) if meta::is_deleting(n) => {
+                    return Err(ApiError {
+                        code: 403,
+                        reason: "Forbidden",
+                        message: format!(
+                            "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                            rt.plural
+                        ),
+                        details: None,
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        if inner
+            .objects
+            .get(&gr)
+            .is_some_and(|b| b.contains_key(&key(ns, &name)))
+        {
+            return Err(ApiError::already_exists(&rt.group, &rt.plural, &name));
+        }
+        obj["apiVersion"] = json!(rt.api_version());
+        obj["kind"] = json!(rt.kind);
+        let m = meta::meta_mut(&mut obj);
+        m.insert("name".into(), json!(name));
+        if rt.namespaced {
+            m.insert("namespace".into(), json!(ns));
+        } else {
+            m.remove("namespace");
+        }
+        m.insert("uid".into(), json!(meta::new_uid()));
+        m.insert("creationTimestamp".into(), json!(meta::now()));
+        m.insert("generation".into(), json!(1));
+        for k in [
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "resourceVersion",
+            "selfLink",
+        ] {
+            m.remove(k);
+        }
+        if rt.status_subresource
+            && let Some(o) = obj.as_object_mut()
+        {
+            o.remove("status");
+        }
+        crate::builtin::on_create(rt, &mut obj);
+        check_schema(rt, &mut obj)?;
+        if rt.group == "apiextensions.k8s.io" {
+            crate::builtin::register_crd(&mut inner.registry, &obj)?;
+        }
+        Ok(self.commit(&mut inner, &gr, ChangeKind::Added, obj, None))
+    }
+
+    /// Reads one object.
+    pub fn get(&self, rt: &ResourceType, ns: Option<&str>, name: &str) -> Result<Value, ApiError> {
+        let inner = self.lock();
+        get_in(&inner, rt, ns, name).cloned()
+    }
+
+    /// Lists objects (all namespaces when `ns` is None), filtered and paginated.
+    pub fn list(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        selectors: &Selectors,
+        limit: Option<usize>,
+        continue_token: Option<&str>,
+    ) -> Result<ListPage, ApiError> {
+        let inner = self.lock();
+        let start = match continue_token.filter(|t| !t.is_empty()) {
+            Some(t) => Bound::Excluded(decode_token(t)?),
+            None => Bound::Unbounded,
+        };
+        let mut items = Vec::new();
+        let mut continue_token = None;
+        let mut remaining = None;
+        if let Some(bucket) = inner.objects.get(&rt.group_resource()) {
+            let mut matching = bucket
+                .range((start, Bound::Unbounded))
+                .filter(|((o_ns, _), _)| ns.is_none_or(|n| n == o_ns))
+                .filter(|(_, o)| selectors.matches(o));
+            for (k, o) in matching.by_ref() {
+                items.push(o.clone());
+                if limit.is_some_and(|l| l > 0 && items.len() >= l) {
+                    continue_token = Some(encode_token(k));
+                    break;
+                }
+            }
+            if continue_token.is_some() {
+                let rest = matching.count();
+                if rest == 0 {
+                    continue_token = None;
+                } else {
+                    remaining = Some(rest);
+                }
+            }
+        }
+        Ok(ListPage {
+            items,
+            rv: inner.rv,
+            continue_token,
+            remaining,
+        })
+    }
+
+    /// Replaces an object (PUT) or its status.
+    pub fn update(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        target: Target,
+        new: Value,
+    ) -> Result<Value, ApiError> {
+        self.modify(rt, ns, name, target, |_| Ok(new))
+    }
+
+    /// Reads, transforms and writes an object under one lock (patches).
+    pub fn modify(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        target: Target,
+        f: impl FnOnce(&Value) -> Result<Value, ApiError>,
+    ) -> Result<Value, ApiError> {
+        let mut inner = self.lock();
+        let old = get_in(&inner, rt, ns, name)?.clone();
+        let new = f(&old)?;
+        self.write(&mut inner, rt, old, new, target)
+    }
+
+    /// Applies the update rules to `new` over `old` and commits the result.
+    pub(crate) fn write(
+        &self,
+        inner: &mut Inner,
+        rt: &ResourceType,
+        old: Value,
+        new: Value,
+        target: Target,
+    ) -> Result<Value, ApiError> {
+        let name = meta::name(&old).to_string();
+        if !new.is_object() {
+            return Err(ApiError::bad_request("the body must be a JSON object"));
+        }
+        let new_name = meta::name(&new);
+        if !new_name.is_empty() && new_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({new_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        if let Some(want) = meta::meta_str(&new, "resourceVersion").filter(|s| !s.is_empty())
+            && Some(want) != meta::meta_str(&old, "resourceVersion")
+        {
+            return Err(ApiError::conflict(
+                &rt.group,
+                &rt.plural,
+                &name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
+        }
+        let mut result = match target {
+            Target::Status => {
+                let mut r = old.clone();
+                match new.get("status") {
+                    Some(s) => r["status"] = s.clone(),
+                    None => {
+                        r.as_object_mut().map(|o| o.remove("status"));
+                    }
+                }
+                r
+            }
+            Target::Main => {
+                let mut r = new;
+                if rt.status_subresource {
+                    match old.get("status") {
+                        Some(s) => r["status"] = s.clone(),
+                        None => {
+                            r.as_object_mut().map(|o| o.remove("status"));
+                        }
+                    }
+                }
+                r
+            }
+        };
+        result["apiVersion"] = json!(rt.api_version());
+        result["kind"] = json!(rt.kind);
+        let old_meta = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
+        let m = meta::meta_mut(&mut result);
+        for f in SYSTEM_FIELDS {
+            match old_meta.get(f) {
+                Some(v) => m.insert(f.into(), v.clone()),
+                None => m.remove(f),
+            };
+        }
+        if m.get("managedFields")
+            .is_none_or(|v| v.as_array().is_none_or(Vec::is_empty))
+            && let Some(mf) = old_meta.get("managedFields")
+        {
+            m.insert("managedFields".into(), mf.clone());
+        }
+        m.insert(
+            "resourceVersion".into(),
+            old_meta["resourceVersion"].clone(),
+        );
+        check_schema(rt, &mut result)?;
+        if generation_part(rt.generation_rule, &old) != generation_part(rt.generation_rule, &result)
+        {
+            let g = old_meta
+                .get("generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                + 1;
+            meta::meta_mut(&mut result).insert("generation".into(), json!(g));
+        }
+        if result == old {
+            return Ok(old);
+        }
+        if rt.group == "apiextensions.k8s.io" {
+            crate::builtin::register_crd(&mut inner.registry, &result)?;
+        }
+        let gr = rt.group_resource();
+        if meta::is_deleting(&result) && meta::finalizers(&result).is_empty() {
+            return Ok(self.remove(inner, &gr, result, crate::gc::Propagation::Background));
+        }
+        Ok(self.commit(inner, &gr, ChangeKind::Modified, result, Some(old)))
+    }
+}
+
+pub(crate) fn get_in<'a>(
+    inner: &'a Inner,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<&'a Value, ApiError> {
+    let ns = if rt.namespaced {
+        ns.unwrap_or("default")
+    } else {
+        ""
+    };
+    inner
+        .objects
+        .get(&rt.group_resource())
+        .and_then(|b| b.get(&key(ns, name)))
+        .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))
+}
+
+fn check_schema(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
+    let Some(schema) = &rt.schema else {
+        return Ok(());
+    };
+    schema::prune_and_default(schema, obj, true);
+    let mut causes = Vec::new();
+    schema::validate(schema, obj, "", &mut causes);
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            &rt.group,
+            &rt.kind,
+            meta::name(obj),
+            causes,
+        ))
+    }
+}
+
+fn encode_token((ns, name): &(String, String)) -> String {
+    format!("{ns}/{name}")
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn decode_token(t: &str) -> Result<(String, String), ApiError> {
+    let bad = || ApiError::bad_request(format!("invalid continue token {t:?}"));
+    let bytes: Result<Vec<u8>, _> = (0..t.len())
+        .step_by(2)
+        .map(|i| {
+            t.get(i..i + 2)
+                .map(|h| u8::from_str_radix(h, 16))
+                .ok_or(())
+                .and_then(|r| r.map_err(|_| ()))
+        })
+        .collect();
+    let s = String::from_utf8(bytes.map_err(|_| bad())?).map_err(|_| bad())?;
+    let (ns, name) = s.split_once('/').ok_or_else(bad)?;
+    Ok((ns.to_string(), name.to_string()))
+}
