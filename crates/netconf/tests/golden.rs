@@ -91,6 +91,21 @@ fn every_case_matches_its_golden_files_for_every_flavor() {
                 render(flavor, &case.node),
                 "rendering is not deterministic"
             );
+            for file in &files {
+                // The agent finds orphans by scanning owned_dirs for files with the marker,
+                // and must be able to write every file: both lists must cover every path.
+                let dir = file.path.parent().unwrap().to_str().unwrap();
+                assert!(owned_dirs(flavor).contains(&dir), "{dir} not in owned_dirs");
+                assert!(
+                    flavor.host_paths().contains(&dir),
+                    "{dir} not in host_paths"
+                );
+                assert!(
+                    parse_owned(&file.contents).is_some(),
+                    "{}",
+                    file.path.display()
+                );
+            }
             let want = expected_tree(&files);
             let dir = case.dir.join(flavor.as_str());
             if update {
