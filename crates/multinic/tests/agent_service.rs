@@ -1,0 +1,130 @@
+//! `multinic agent --mode service` end to end in a network namespace: converges, serves
+//! /healthz, /readyz and /metrics, repairs drift (an address removed by hand, the MTU changed,
+//! a persistent file deleted) within two intervals, counts the repairs, and stops cleanly on
+//! SIGTERM.
+
+mod agent_support;
+
+use agent_support::{BIN, Killed, Netns, TempDir, free_port, wait_for};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const INTERVAL: Duration = Duration::from_secs(1);
+/// Two intervals plus the time one pass takes (a few milliseconds of netlink).
+const REPAIR_LIMIT: Duration = Duration::from_millis(2 * 1000 + 500);
+
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && !l.starts_with('#'))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn service_repairs_drift_within_two_intervals_and_reports_it() {
+    let ns = Netns::new();
+    ns.add_nic("0", "fa:16:3e:00:04:01");
+    let root = TempDir::new("service");
+    let spec = r#"{"nodeName":"worker-01","interfaces":[
+        {"id":2,"macAddress":"fa:16:3e:00:04:01","address":"192.0.2.10","cidr":"192.0.2.0/24","mtu":1400}]}"#;
+    let port = free_port();
+    let log = std::fs::File::create(root.path().join("agent.log")).unwrap();
+    let child = ns
+        .command(BIN)
+        .args([
+            "agent",
+            "--mode",
+            "service",
+            "--interval",
+            "1s",
+            "--handoff",
+            "none",
+        ])
+        .args(["--root", root.path().to_str().unwrap()])
+        .args([
+            "--report",
+            root.path().join("report.json").to_str().unwrap(),
+        ])
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("NODE_NAME", "worker-01")
+        .env("MULTINIC_OS", "ubuntu")
+        .env("MULTINIC_NODE_SPEC", spec)
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("starting the agent");
+    let mut agent = Killed(child);
+    let agent_log = || std::fs::read_to_string(root.path().join("agent.log")).unwrap_or_default();
+
+    let ready = wait_for(Duration::from_secs(20), || {
+        ns.http_get(port, "/readyz")
+            .is_some_and(|r| r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"))
+    });
+    assert!(ready.is_some(), "never ready:\n{}", agent_log());
+    assert_eq!(ns.addresses("multinic2"), ["192.0.2.10/24"]);
+    let health = ns.http_get(port, "/healthz").unwrap();
+    assert!(health.contains(" 200 "), "{health}");
+    let netplan = root.path().join("etc/netplan/92-multinic2.yaml");
+    assert!(netplan.exists());
+
+    // An address removed by hand comes back.
+    ns.ip(&["addr", "del", "192.0.2.10/24", "dev", "multinic2"]);
+    let took = wait_for(REPAIR_LIMIT, || {
+        ns.addresses("multinic2") == ["192.0.2.10/24"]
+    });
+    assert!(
+        took.is_some(),
+        "address not restored in time:\n{}",
+        agent_log()
+    );
+
+    // So does the MTU, and a deleted persistent file.
+    ns.ip(&["link", "set", "multinic2", "mtu", "1500"]);
+    assert!(
+        wait_for(REPAIR_LIMIT, || ns.mtu("multinic2") == 1400).is_some(),
+        "MTU not restored:\n{}",
+        agent_log()
+    );
+    std::fs::remove_file(&netplan).unwrap();
+    assert!(
+        wait_for(REPAIR_LIMIT, || netplan.exists()).is_some(),
+        "file not restored:\n{}",
+        agent_log()
+    );
+
+    // Metrics show the three repairs, successes and the NIC's state.
+    let metrics = ns.http_get(port, "/metrics").expect("metrics answer");
+    let repairs = metric(&metrics, "multinic_agent_drift_repairs_total").unwrap_or(0.0);
+    assert!(repairs >= 3.0, "drift repairs {repairs}:\n{metrics}");
+    let applied =
+        metric(&metrics, "multinic_agent_applies_total{result=\"applied\"}").unwrap_or(0.0);
+    assert!(applied >= 4.0, "initial apply + 3 repairs:\n{metrics}");
+    assert!(
+        metric(&metrics, "multinic_agent_last_success_timestamp_seconds").unwrap_or(0.0) > 1.6e9
+    );
+    assert!(
+        metrics.contains("multinic_agent_nic_state{name=\"multinic2\",mac=\"fa:16:3e:00:04:01\""),
+        "{metrics}"
+    );
+
+    // Once repaired, passes find nothing to do.
+    let unchanged = wait_for(REPAIR_LIMIT, || {
+        ns.http_get(port, "/metrics").is_some_and(|m| {
+            metric(&m, "multinic_agent_applies_total{result=\"unchanged\"}").is_some()
+        })
+    });
+    assert!(unchanged.is_some(), "no unchanged pass:\n{}", agent_log());
+
+    // SIGTERM stops the loop and the server; exit 0.
+    let pid = agent.0.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let mut code = None;
+    wait_for(Duration::from_secs(10), || {
+        code = agent.0.try_wait().ok().flatten().and_then(|s| s.code());
+        code.is_some()
+    });
+    assert_eq!(code, Some(0), "no clean stop:\n{}", agent_log());
+    assert!(agent_log().contains("agent service stopped"));
+}
