@@ -48,6 +48,16 @@ pub fn handoff_for(flavor: OsFlavor, prefix: Vec<String>) -> Box<dyn HostHandoff
     }
 }
 
+/// Shared hand-offs (tests keep an `Arc` to inspect a [`RecordingHandoff`]).
+impl<T: HostHandoff + ?Sized> HostHandoff for std::sync::Arc<T> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn reload<'a>(&'a self, nics: &'a [HandoffNic]) -> BoxFuture<'a, Result<(), HandoffError>> {
+        (**self).reload(nics)
+    }
+}
+
 /// Does nothing; for nodes where no network manager runs.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoopHandoff;
