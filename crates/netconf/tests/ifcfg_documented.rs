@@ -129,44 +129,6 @@ fn ifcfg_files_use_documented_keys_with_the_nics_values() {
     }
 }
 
-/// A network namespace holding one veth per NIC, named like the NIC; removed on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new(label: &str, nics: &[DesiredNic]) -> Self {
-        let name = format!("mn-ifcfg-{}-{label}", std::process::id());
-        let ns = Netns(name.clone());
-        ip(&["netns", "add", &name]).expect("ip netns add");
-        for nic in nics {
-            let peer = format!("peer{}", nic.slot);
-            let link = ["-n", &name, "link", "add", &nic.name, "type", "veth"];
-            ip(&[&link[..], &["peer", "name", &peer]].concat()).expect("veth");
-            ip(&["-n", &name, "link", "set", &nic.name, "up"]).expect("up");
-            ip(&["-n", &name, "link", "set", &peer, "up"]).expect("peer up");
-        }
-        ns
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = ip(&["netns", "del", &self.0]);
-    }
-}
-
-fn ip(args: &[&str]) -> Result<String, String> {
-    let out = common::run_tool("ip", args, None);
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
 /// The non-comment lines of a route/rule file, as `ip` arguments.
 fn arg_lines(file: &RenderedFile) -> Vec<Vec<String>> {
     file.contents
@@ -181,7 +143,7 @@ fn route_and_rule_lines_are_accepted_by_ip_and_do_what_they_say() {
     let mut applied = 0;
     for case in common::cases() {
         let files = render(OsFlavor::Rhel7, &case.node);
-        let ns = Netns::new(&case.name, &case.node.nics);
+        let ns = common::Netns::new(&case.name, &case.node.nics);
         for nic in &case.node.nics {
             let Some(routing) = &nic.routing else {
                 continue;
@@ -198,19 +160,20 @@ fn route_and_rule_lines_are_accepted_by_ip_and_do_what_they_say() {
                         .into_iter()
                         .chain(line.iter().map(String::as_str))
                         .collect();
-                    ip(&args).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+                    common::ip(&args).unwrap_or_else(|e| panic!("{}: {e}", case.name));
                     applied += 1;
                 }
             }
             let table = routing.table.to_string();
-            let routes = ip(&["-n", &ns.0, flag, "route", "show", "table", &table]).unwrap();
+            let routes =
+                common::ip(&["-n", &ns.0, flag, "route", "show", "table", &table]).unwrap();
             let net = nic.network.to_string();
             assert!(
                 routes.contains(&net) && routes.contains(&format!("metric {}", routing.metric)),
                 "{}: table {table}: {routes}",
                 case.name
             );
-            let rules = ip(&["-n", &ns.0, flag, "rule", "show"]).unwrap();
+            let rules = common::ip(&["-n", &ns.0, flag, "rule", "show"]).unwrap();
             let want = format!(
                 "{}:\tfrom {} lookup {table}",
                 routing.rule_priority,

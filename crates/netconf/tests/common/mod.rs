@@ -3,7 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use multinic_api::{MultiNicNodeConfig, validate_spec};
-use multinic_netconf::{DesiredNode, NetOptions, RenderedFile};
+use multinic_netconf::{DesiredNic, DesiredNode, NetOptions, RenderedFile};
 use std::path::{Path, PathBuf};
 
 /// One fixture folder: `input.yaml` (a MultiNicNodeConfig), optional `options.yaml`
@@ -107,4 +107,42 @@ pub fn run_tool(program: &str, args: &[&str], stdin: Option<&str>) -> std::proce
             .unwrap();
     }
     child.wait_with_output().unwrap()
+}
+
+/// A network namespace holding one veth per NIC, named like the NIC; removed on drop.
+pub struct Netns(pub String);
+
+impl Netns {
+    pub fn new(label: &str, nics: &[DesiredNic]) -> Self {
+        let name = format!("mn-netconf-{}-{label}", std::process::id());
+        let ns = Netns(name.clone());
+        ip(&["netns", "add", &name]).expect("ip netns add");
+        for nic in nics {
+            let peer = format!("peer{}", nic.slot);
+            let link = ["-n", &name, "link", "add", &nic.name, "type", "veth"];
+            ip(&[&link[..], &["peer", "name", &peer]].concat()).expect("veth");
+            ip(&["-n", &name, "link", "set", &nic.name, "up"]).expect("up");
+            ip(&["-n", &name, "link", "set", &peer, "up"]).expect("peer up");
+        }
+        ns
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "del", &self.0]);
+    }
+}
+
+pub fn ip(args: &[&str]) -> Result<String, String> {
+    let out = run_tool("ip", args, None);
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
 }
