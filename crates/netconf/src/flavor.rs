@@ -80,7 +80,10 @@ impl OsFlavor {
             match key.trim() {
                 "ID" => id = value,
                 "ID_LIKE" => id_like = value,
-                "VERSION_ID" => version_id = value,
+                "VERSION_ID" if version_id.is_empty() => version_id = value,
+                // Derivatives that number their own releases (RHEL CoreOS: VERSION_ID="414.92")
+                // say which RHEL they are built on here; it wins over VERSION_ID.
+                "RHEL_VERSION" => version_id = value,
                 _ => {}
             }
         }
@@ -128,10 +131,15 @@ impl OsFlavor {
             .iter()
             .find_map(|name| image.strip_prefix(name))
             .filter(|rest| rest.starts_with(' '))?;
-        // "Red Hat Enterprise Linux Server 7.9 (Maipo)": the version is the first token that
-        // starts with a digit.
-        rest.split_whitespace()
-            .find(|t| t.starts_with(|c: char| c.is_ascii_digit()))
+        // The version follows the name, after an optional edition word: "Red Hat Enterprise
+        // Linux Server 7.9 (Maipo)". Anything else there ("... CoreOS 414.92") is not a RHEL
+        // release number, so it is refused rather than guessed.
+        let mut tokens = rest
+            .split_whitespace()
+            .skip_while(|t| matches!(*t, "server" | "workstation"));
+        tokens
+            .next()
+            .filter(|t| t.starts_with(|c: char| c.is_ascii_digit()))
             .and_then(leading_major)
             .and_then(Self::from_rhel_major)
     }
@@ -229,6 +237,14 @@ mod tests {
                 None,
             ),
             ("ID=centos\nVERSION_ID=6.10", None),
+            (
+                "ID=\"rhcos\"\nID_LIKE=\"rhel fedora\"\nVERSION_ID=\"414.92\"\nRHEL_VERSION=\"9.2\"",
+                Some(OsFlavor::Rhel9),
+            ),
+            (
+                "RHEL_VERSION=\"8.6\"\nID=\"rhcos\"\nID_LIKE=\"rhel fedora\"\nVERSION_ID=\"410.86\"",
+                Some(OsFlavor::Rhel8),
+            ),
             ("ID=rhel\n", None),
             ("", None),
         ];
@@ -261,6 +277,11 @@ mod tests {
             ("Container-Optimized OS from Google", None),
             ("CentOS Linux 6.10 (Final)", None),
             ("Rocky Linux", None),
+            (
+                "Red Hat Enterprise Linux CoreOS 414.92.202402201450-0 (Plow)",
+                None,
+            ),
+            ("Oracle Linux Server release 8", None),
             ("Ubuntucore 22", None),
             ("", None),
         ];
