@@ -28,22 +28,34 @@ CREATE USER 'agent'@'127.0.0.1' IDENTIFIED BY 'S3cret-pw-7781';
 GRANT SELECT, UPDATE ON multinic_test.* TO 'agent'@'127.0.0.1';
 ";
 
-fn db_agent(ns: &Netns, db: &MariaDb, root: &TempDir, password: &str) -> AgentRun {
+/// How the agent gets its credentials.
+enum Credentials<'a> {
+    /// `DB_USER` / `DB_PASSWORD` in the environment.
+    Env(&'a str),
+    /// A mounted-Secret style file of `KEY=VALUE` lines.
+    File(&'a std::path::Path),
+}
+
+fn db_agent(ns: &Netns, db: &MariaDb, root: &TempDir, credentials: Credentials) -> AgentRun {
     let port = db.port.to_string();
-    run_agent(
-        ns,
-        root.path(),
-        &["--source", "db", "--os", "ubuntu"],
-        &[
-            ("NODE_NAME", "worker-01"),
-            ("DB_HOST", "127.0.0.1"),
-            ("DB_PORT", port.as_str()),
-            ("DB_USER", "agent"),
-            ("DB_PASSWORD", password),
-            ("DB_NAME", "multinic_test"),
-            ("DB_CONNECT_TIMEOUT", "5s"),
-        ],
-    )
+    let mut env = vec![
+        ("NODE_NAME", "worker-01"),
+        ("DB_HOST", "127.0.0.1"),
+        ("DB_PORT", port.as_str()),
+        ("DB_NAME", "multinic_test"),
+        ("DB_CONNECT_TIMEOUT", "5s"),
+    ];
+    let file;
+    match credentials {
+        Credentials::Env(password) => {
+            env.extend([("DB_USER", "agent"), ("DB_PASSWORD", password)]);
+        }
+        Credentials::File(path) => {
+            file = path.to_str().unwrap().to_owned();
+            env.push(("DB_CREDENTIALS_FILE", file.as_str()));
+        }
+    }
+    run_agent(ns, root.path(), &["--source", "db", "--os", "ubuntu"], &env)
 }
 
 /// `id netplan_success modified_at` of every row, one line each.
@@ -67,7 +79,7 @@ fn rows_are_applied_bad_rows_reported_and_success_written_back() {
     db.sql(SCHEMA);
     let root = TempDir::new("db");
 
-    let run = db_agent(&ns, &db, &root, PASSWORD);
+    let run = db_agent(&ns, &db, &root, Credentials::Env(PASSWORD));
     assert_eq!(run.code, 2, "{}", run.stderr);
     let report = run.report();
     let nics = report["interfaces"].as_array().unwrap();
@@ -125,9 +137,16 @@ fn rows_are_applied_bad_rows_reported_and_success_written_back() {
         );
     }
 
-    // Converged: the second run changes nothing, on the node or in the database.
+    // Converged: the second run (credentials from a file this time) changes nothing, on the
+    // node or in the database.
     db.sql("UPDATE multinic_test.multi_interface SET modified_at = '2000-01-01'");
-    let again = db_agent(&ns, &db, &root, PASSWORD);
+    let secret = root.path().join("db-credentials");
+    std::fs::write(
+        &secret,
+        format!("# mounted Secret\nDB_USER=agent\nDB_PASSWORD=\"{PASSWORD}\"\n"),
+    )
+    .unwrap();
+    let again = db_agent(&ns, &db, &root, Credentials::File(&secret));
     assert_eq!(again.code, 2, "{}", again.stderr);
     let reasons: Vec<String> = again.reasons().into_iter().map(|(_, r)| r).collect();
     assert_eq!(
@@ -153,7 +172,7 @@ fn wrong_password_exits_1_without_showing_it() {
     db.sql(SCHEMA);
     let root = TempDir::new("db-denied");
     let wrong = "Wrong-pw-4242";
-    let run = db_agent(&ns, &db, &root, wrong);
+    let run = db_agent(&ns, &db, &root, Credentials::Env(wrong));
     assert_eq!(run.code, 1, "{}", run.stderr);
     let error = run.report()["error"].as_str().unwrap().to_owned();
     assert!(error.contains("database"), "{error}");

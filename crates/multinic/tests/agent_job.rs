@@ -152,6 +152,20 @@ fn file_source_detects_the_os_and_applies() {
     assert_eq!(ns.addresses("multinic2"), ["192.0.2.10/24"]);
     assert_eq!(ns.addresses("multinic0"), ["198.51.100.20/24"]);
     assert!(root.path().join("etc/netplan/92-multinic2.yaml").exists());
+
+    // The same NICs as a mounted spec file (`--source spec --file`): nothing to change.
+    let mounted = root.path().join("spec.json");
+    std::fs::write(&mounted, spec_json(TWO_NICS)).unwrap();
+    let again = run_agent(
+        &ns,
+        root.path(),
+        &["--source", "spec", "--file", mounted.to_str().unwrap()],
+        &[("NODE_NAME", "worker-01"), ("MULTINIC_GENERATION", "5")],
+    );
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(again.report()["generation"], 5);
+    let reasons: Vec<String> = again.reasons().into_iter().map(|(_, r)| r).collect();
+    assert_eq!(reasons, ["Unchanged", "Unchanged"]);
 }
 
 #[test]

@@ -158,9 +158,9 @@ pub struct AgentArgs {
     /// Database user.
     #[arg(long, env = "DB_USER")]
     pub db_user: Option<String>,
-    /// Database password (prefer DB_PASSWORD or --db-credentials).
-    #[arg(long, env = "DB_PASSWORD", hide_env_values = true)]
-    pub db_password: Option<String>,
+    /// Database password (prefer DB_PASSWORD or --db-credentials); never printed.
+    #[arg(long, env = "DB_PASSWORD", hide_env_values = true, value_parser = parse_secret)]
+    pub db_password: Option<Redacted>,
     /// Database name.
     #[arg(long, env = "DB_NAME")]
     pub db_name: Option<String>,
@@ -194,9 +194,16 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn config_from(args: AgentArgs) -> anyhow::Result<AgentConfig> {
-    let node_name = match args.node_name.clone().or(args.my_node_name.clone()) {
-        Some(name) if !name.trim().is_empty() => name.trim().to_owned(),
-        _ => short_hostname().context("no --node-name/NODE_NAME/MY_NODE_NAME and no hostname")?,
+    let given = [&args.node_name, &args.my_node_name]
+        .into_iter()
+        .flatten()
+        .map(|name| name.trim())
+        .find(|name| !name.is_empty());
+    let node_name = match given {
+        Some(name) => name.to_owned(),
+        None => {
+            short_hostname().context("no --node-name/NODE_NAME/MY_NODE_NAME and no hostname")?
+        }
     };
     let source = match args.source {
         SourceArg::Spec => SourceConfig::Spec(InlineSpec {
@@ -289,12 +296,11 @@ fn db_config(args: &AgentArgs) -> anyhow::Result<DbConfig> {
             .unwrap_or_else(|| "127.0.0.1".into()),
         port,
         user,
-        password: Redacted::new(
-            args.db_password
-                .clone()
-                .or_else(|| from_file("DB_PASSWORD"))
-                .unwrap_or_default(),
-        ),
+        password: args
+            .db_password
+            .clone()
+            .or_else(|| from_file("DB_PASSWORD").map(Redacted::new))
+            .unwrap_or_default(),
         database,
         connect_timeout: args.db_connect_timeout,
     })
@@ -325,6 +331,10 @@ fn short_hostname() -> Option<String> {
         .find(|h| !h.is_empty())
 }
 
+fn parse_secret(text: &str) -> Result<Redacted, std::convert::Infallible> {
+    Ok(Redacted::new(text))
+}
+
 /// Parses `500ms`, `30s`, `2m`, `1h` or a bare number of seconds.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -347,6 +357,114 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        agent: AgentArgs,
+    }
+
+    fn config(args: &[&str]) -> anyhow::Result<AgentConfig> {
+        let cli = Cli::try_parse_from(std::iter::once("agent").chain(args.iter().copied()))?;
+        config_from(cli.agent)
+    }
+
+    #[test]
+    fn nodecr_means_kube_and_flags_become_typed_config() {
+        let c = config(&[
+            "--node-name",
+            "worker-01",
+            "--source",
+            "nodecr",
+            "--namespace",
+            "ns1",
+            "--mode",
+            "service",
+            "--interval",
+            "5s",
+            "--policy-routing",
+            "false",
+            "--sysctls",
+            "false",
+            "--protect-address",
+            "10.0.0.5",
+            "--protect-address",
+            "fd00::5",
+            "--handoff-prefix",
+            "nsenter -t 1 -m --",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.source,
+            SourceConfig::Kube {
+                namespace: "ns1".into()
+            }
+        );
+        assert_eq!(c.mode, RunMode::Service);
+        assert_eq!(c.service.interval, Duration::from_secs(5));
+        assert!(!c.net.policy_routing);
+        assert_eq!(c.net.sysctls, None);
+        assert_eq!(c.guard.protect_addresses.len(), 2);
+        assert_eq!(
+            c.handoff,
+            Handoff::Auto {
+                prefix: vec![
+                    "nsenter".into(),
+                    "-t".into(),
+                    "1".into(),
+                    "-m".into(),
+                    "--".into()
+                ]
+            }
+        );
+        assert_eq!(c.report_path, PathBuf::from("/dev/termination-log"));
+    }
+
+    #[test]
+    fn node_name_falls_back_past_empty_values() {
+        let c = config(&[
+            "--node-name",
+            " ",
+            "--my-node-name",
+            "worker-07",
+            "--source",
+            "spec",
+        ])
+        .unwrap();
+        assert_eq!(c.node_name, "worker-07");
+    }
+
+    #[test]
+    fn db_source_needs_user_and_database_and_hides_the_password() {
+        let err = config(&["--node-name", "n", "--source", "db"]).unwrap_err();
+        assert!(err.to_string().contains("DB_USER and DB_NAME"), "{err}");
+        let c = config(&[
+            "--node-name",
+            "n",
+            "--source",
+            "db",
+            "--db-user",
+            "u",
+            "--db-name",
+            "d",
+            "--db-password",
+            "hunter2",
+        ])
+        .unwrap();
+        let SourceConfig::Db(db) = &c.source else {
+            panic!("not db")
+        };
+        assert_eq!(db.password.expose(), "hunter2");
+        assert_eq!((db.host.as_str(), db.port), ("127.0.0.1", 3306));
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn file_source_needs_a_file() {
+        let err = config(&["--node-name", "n", "--source", "file"]).unwrap_err();
+        assert!(err.to_string().contains("--file"), "{err}");
+    }
 
     #[test]
     fn durations() {
