@@ -159,10 +159,13 @@ impl DesiredNode {
                 unplaced.push(NoFreeSlot { index: iface.index });
                 continue;
             };
+            // Bases come from the operator's flags; saturate rather than wrap or panic on an
+            // absurd base (the flags' own ranges keep real values far from u32::MAX).
+            let offset = |base: u32| base.saturating_add(u32::from(slot));
             let routing = options.policy_routing.then(|| PolicyRouting {
-                table: options.route_table_base + u32::from(slot),
-                metric: options.route_metric_base + u32::from(slot),
-                rule_priority: options.rule_priority_base + u32::from(slot),
+                table: offset(options.route_table_base),
+                metric: offset(options.route_metric_base),
+                rule_priority: offset(options.rule_priority_base),
             });
             nics.push(DesiredNic {
                 slot,
