@@ -113,3 +113,98 @@ fn the_harness_rejects_what_the_program_would() {
         ["--db-port=3307"]
     );
 }
+
+/// The value of `--name=value` in `args`.
+fn arg_value<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    let prefix = format!("{name}=");
+    args.iter().find_map(|a| a.strip_prefix(prefix.as_str()))
+}
+
+#[test]
+fn controller_arguments_and_environment_are_the_controllers_own() {
+    let controller = Cli::of("controller");
+    for case in ["default", "full"] {
+        let objects = render(case);
+        let deployment = of_kind(&objects, "Deployment")[0];
+        let container = container(deployment);
+        assert_eq!(strings(&container["command"]), ["multinic"], "{case}");
+        let mut argv = strings(&container["args"]);
+        assert_eq!(
+            argv.first().map(String::as_str),
+            Some("controller"),
+            "{case}"
+        );
+        let mut problems = Vec::new();
+        argv.extend(env_to_args(&controller, &env_of(container), &mut problems));
+        assert!(problems.is_empty(), "{case}: {problems:#?}");
+        dry_parse(&argv).unwrap_or_else(|e| panic!("{case}: {e}"));
+    }
+}
+
+#[test]
+fn controller_arguments_agree_with_the_objects_around_it() {
+    for case in ["default", "full"] {
+        let objects = render(case);
+        let deployment = of_kind(&objects, "Deployment")[0];
+        let container = container(deployment);
+        let args = strings(&container["args"]);
+
+        // The probes and the Service reach the port the controller serves on.
+        let addr: std::net::SocketAddr = arg_value(&args, "--http-addr")
+            .expect("--http-addr")
+            .parse()
+            .expect("--http-addr is host:port");
+        let http_port = container["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "http")
+            .expect("a port named http")["containerPort"]
+            .as_u64();
+        assert_eq!(http_port, Some(u64::from(addr.port())), "{case}");
+        assert_eq!(container["readinessProbe"]["httpGet"]["port"], "http");
+        assert_eq!(container["livenessProbe"]["httpGet"]["port"], "http");
+
+        // The agent Jobs run the controller's own image.
+        assert_eq!(
+            arg_value(&args, "--job-image"),
+            container["image"].as_str(),
+            "{case}"
+        );
+
+        // The Role that grants the MultiNicNodeConfigs lives in the namespace it watches, the
+        // leader-election Role where the Lease is (the Pod's namespace, POD_NAMESPACE).
+        let watched = arg_value(&args, "--namespace").expect("--namespace");
+        let roles = of_kind(&objects, "Role");
+        let grants = |resource: &str| {
+            roles
+                .iter()
+                .find(|r| {
+                    r["rules"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|rule| strings(&rule["resources"]).contains(&resource.to_string()))
+                })
+                .map(|r| r["metadata"]["namespace"].as_str().unwrap().to_string())
+        };
+        assert_eq!(
+            grants("multinicnodeconfigs").as_deref(),
+            Some(watched),
+            "{case}"
+        );
+        assert_eq!(grants("jobs").as_deref(), Some(watched), "{case}");
+        let pod_namespace = env_of(container)
+            .iter()
+            .any(|(name, value)| name == "POD_NAMESPACE" && value.is_none());
+        assert!(
+            pod_namespace,
+            "{case}: POD_NAMESPACE comes from the Pod's own namespace"
+        );
+        assert_eq!(
+            grants("leases").as_deref(),
+            deployment["metadata"]["namespace"].as_str(),
+            "{case}"
+        );
+    }
+}
