@@ -41,6 +41,10 @@ enum Command {
     Agent(Box<cmd::agent::AgentArgs>),
     /// Print (or write under --root) the persistent network files for a MultiNicNodeConfig.
     Render(cmd::render::RenderArgs),
+    /// Reconcile MultiNicNodeConfigs into agent Jobs and status (the in-cluster controller).
+    Controller(Box<cmd::controller::ControllerArgs>),
+    /// Run an in-memory Kubernetes API server and node simulator on 127.0.0.1 until interrupted.
+    Sim(cmd::sim::SimArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,8 @@ fn main() -> ExitCode {
         Command::Validate(args) => cmd::validate::run(&args),
         Command::Agent(args) => cmd::agent::run(*args),
         Command::Render(args) => cmd::render::run(&args),
+        Command::Controller(args) => cmd::controller::run(&args),
+        Command::Sim(args) => cmd::sim::run(args),
     };
     match result {
         Ok(code) => code,

@@ -124,6 +124,17 @@ async fn handle(
                 None => error_response(&ApiError::no_route(uri.path())),
             }
         }
+        // An empty protobuf message is an empty openapi_v2.Document: kubectl finds no schema
+        // for any kind, so it skips client-side validation and the server validates instead.
+        Route::OpenApiV2 => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+            )],
+            Vec::<u8>::new(),
+        )
+            .into_response(),
         Route::DebugRequests => {
             let counts: Vec<Value> = st
                 .counters

@@ -42,7 +42,7 @@ pub fn name_suffix() -> String {
     (0..5)
         .map(|_| {
             let c = ALPHABET[(x % ALPHABET.len() as u64) as usize] as char;
-            x = x / ALPHABET.len() as u64 ^ x.rotate_left(13);
+            x = (x / ALPHABET.len() as u64) ^ x.rotate_left(13);
             c
         })
         .collect()

@@ -174,6 +174,33 @@ pub fn prepare(pod: &Value, node: &NodeContext, pod_dir: &Path) -> Result<PodRun
             if sub.is_empty() { link } else { link.join(sub) },
         ));
     }
+    // A directory that holds hostPath mounts at their host paths (`/host` for mounts
+    // `/host/etc/netplan` <- hostPath `/etc/netplan`) stands for the node's root, so a program
+    // told `--root=/host` lands in the node root and never on the real host.
+    for m in container
+        .get("volumeMounts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let mount_path = m.get("mountPath").and_then(Value::as_str).unwrap_or("");
+        let host_path = volumes
+            .iter()
+            .find(|v| v.get("name") == m.get("name"))
+            .and_then(|v| v.pointer("/hostPath/path"))
+            .and_then(Value::as_str)
+            .map(|p| p.trim_end_matches('/'))
+            .unwrap_or("");
+        if let Some(prefix) = mount_path
+            .trim_end_matches('/')
+            .strip_suffix(host_path)
+            .filter(|p| {
+                !host_path.is_empty() && p.len() > 1 && !mapping.iter().any(|(f, _)| f == p)
+            })
+        {
+            mapping.push((prefix.to_string(), node.root.clone()));
+        }
+    }
     let term_path = container
         .get("terminationMessagePath")
         .and_then(Value::as_str)

@@ -37,6 +37,8 @@ pub enum Route {
         /// Version.
         version: String,
     },
+    /// `/openapi/v2`: an empty OpenAPI document (so clients skip client-side validation).
+    OpenApiV2,
     /// `/debug/requests`: the request counters.
     DebugRequests,
     /// A resource endpoint.
@@ -56,6 +58,7 @@ pub fn parse(path: &str) -> Route {
         ["version"] => Route::Version,
         ["healthz" | "readyz" | "livez", ..] => Route::Health,
         ["debug", "requests"] => Route::DebugRequests,
+        ["openapi", "v2"] => Route::OpenApiV2,
         ["api"] => Route::CoreVersions,
         ["apis"] => Route::GroupList,
         ["apis", g] => Route::Group(g.to_string()),

@@ -61,6 +61,9 @@ pub struct ListPage {
     pub remaining: Option<usize>,
 }
 
+/// Changes to replay, the resourceVersion the feed starts after, and the feed.
+pub type Resumed = (Vec<Arc<Change>>, u64, broadcast::Receiver<Arc<Change>>);
+
 pub(crate) type Bucket = BTreeMap<(String, String), Value>;
 
 pub(crate) struct Inner {
@@ -190,11 +193,7 @@ impl Store {
     /// Changes after `rv` of one type, or 410 when some of them are no longer kept; plus a feed
     /// subscription taken under the same lock so nothing falls between the two, and the
     /// resourceVersion the feed starts after.
-    pub fn changes_since(
-        &self,
-        gr: &GroupResource,
-        rv: u64,
-    ) -> Result<(Vec<Arc<Change>>, u64, broadcast::Receiver<Arc<Change>>), ApiError> {
+    pub fn changes_since(&self, gr: &GroupResource, rv: u64) -> Result<Resumed, ApiError> {
         let inner = self.lock();
         if rv < inner.compacted_rv {
             return Err(ApiError::gone(rv, inner.compacted_rv + 1));

@@ -60,7 +60,7 @@ fn apply_step(step: &str, v: &Value) -> Vec<Value> {
         .into_iter()
         .filter(|i| match i.get(field.trim()) {
             Some(Value::String(s)) => s == want,
-            Some(other) => other.to_string() == want,
+            Some(other) => other.to_string().as_str() == want,
             None => false,
         })
         .collect()
@@ -90,6 +90,10 @@ fn age(ts: &str) -> String {
 
 fn cell(col: &PrinterColumn, obj: &Value) -> Value {
     let found = eval(&col.json_path, obj);
+    if col.json_path == NODE_READY {
+        let ready = found.first().and_then(Value::as_str) == Some("True");
+        return json!(if ready { "Ready" } else { "NotReady" });
+    }
     if found.is_empty() {
         return Value::Null;
     }
@@ -115,6 +119,8 @@ fn col(name: &str, type_: &str, json_path: &str) -> PrinterColumn {
         description: String::new(),
     }
 }
+
+const NODE_READY: &str = ".status.conditions[?(@.type==\"Ready\")].status";
 
 fn builtin_columns(rt: &ResourceType) -> Vec<PrinterColumn> {
     match (rt.group.as_str(), rt.plural.as_str()) {

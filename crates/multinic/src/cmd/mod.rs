@@ -1,7 +1,9 @@
 //! Subcommand implementations and the process-wide setup they share (logging).
 
 pub mod agent;
+pub mod controller;
 pub mod render;
+pub mod sim;
 pub mod validate;
 
 /// How log lines are written to stderr.
