@@ -130,6 +130,11 @@ async fn pass(runner: &mut Runner<'_>, health: &Health, converged: &mut Converge
             return PassResult::Error;
         }
     };
+    if runner.config.dry_run && !plan.is_empty() {
+        // A dry-run service only says what it would do, every pass.
+        tracing::info!("dry run, would apply:\n{plan}");
+        return PassResult::Partial;
+    }
     let (results, applied) = if plan.is_empty() {
         (unchanged(&desired), false)
     } else {
