@@ -50,7 +50,18 @@ pub fn apply_patch(kind: PatchKind, current: &Value, patch: &Value) -> Result<Va
     let mut doc = current.clone();
     match kind {
         PatchKind::Json => {
-            let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+            // The API server's JSON patch treats a missing path as null for `test` (kube-rs's
+            // finalizer helper relies on it: `test /metadata/finalizers null`); drop such ops.
+            let mut patch = patch.clone();
+            if let Some(ops) = patch.as_array_mut() {
+                ops.retain(|op| {
+                    let path = op.get("path").and_then(Value::as_str).unwrap_or("");
+                    !(op.get("op").and_then(Value::as_str) == Some("test")
+                        && op.get("value") == Some(&Value::Null)
+                        && doc.pointer(path).is_none_or(Value::is_null))
+                });
+            }
+            let ops: json_patch::Patch = serde_json::from_value(patch)
                 .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
             // Like the API server, a failed `test` or a bad path makes the whole patch invalid.
             json_patch::patch(&mut doc, &ops).map_err(|e| ApiError {
