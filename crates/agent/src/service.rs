@@ -12,7 +12,8 @@ use crate::outcome::{self, Desired, NicResult};
 use crate::runner::Runner;
 use multinic_api::InterfaceReason;
 use multinic_api::report::{AgentAction, ReportInterface};
-use multinic_netconf::{DesiredNode, slot_name};
+use multinic_engine::{NicAction, Plan};
+use multinic_netconf::DesiredNode;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -136,7 +137,7 @@ async fn pass(runner: &mut Runner<'_>, health: &Health, converged: &mut Converge
         return PassResult::Partial;
     }
     let (results, applied) = if plan.is_empty() {
-        (unchanged(&desired), false)
+        (unchanged(&desired, &plan), false)
     } else {
         let drifted = converged.0.as_ref() == Some(&desired.node);
         tracing::info!(drifted, "applying:\n{plan}");
@@ -180,18 +181,27 @@ async fn pass(runner: &mut Runner<'_>, health: &Health, converged: &mut Converge
     }
 }
 
-/// Report entries of a pass that found nothing to change.
-fn unchanged(desired: &Desired) -> Vec<NicResult> {
+/// Report entries of a pass that found nothing to change, from the engine's own view of each
+/// NIC: configured ones are Unchanged, skipped ones keep the engine's reason (a missing MAC
+/// makes no change, but is no success either).
+fn unchanged(desired: &Desired, plan: &Plan) -> Vec<NicResult> {
     let mut results = desired.failed.clone();
-    results.extend(desired.node.nics.iter().map(|nic| NicResult {
-        source_index: Some(nic.source_index),
-        entry: ReportInterface {
-            id: Some(nic.slot),
-            name: Some(slot_name(nic.slot)),
-            mac_address: nic.mac.clone(),
-            reason: InterfaceReason::Unchanged,
-            message: String::new(),
-        },
+    results.extend(plan.nics.iter().map(|nic| {
+        let (reason, message) = match &nic.action {
+            NicAction::Configure => (InterfaceReason::Unchanged, String::new()),
+            NicAction::Remove => (InterfaceReason::Removed, String::new()),
+            NicAction::Skip { reason, message } => (*reason, message.clone()),
+        };
+        NicResult {
+            source_index: nic.source_index,
+            entry: ReportInterface {
+                id: Some(nic.slot),
+                name: Some(nic.name.clone()),
+                mac_address: nic.mac.clone(),
+                reason,
+                message,
+            },
+        }
     }));
     results
 }

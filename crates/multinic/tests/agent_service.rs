@@ -129,3 +129,70 @@ fn service_repairs_drift_within_two_intervals_and_reports_it() {
     assert_eq!(code, Some(0), "no clean stop:\n{}", agent_log());
     assert!(agent_log().contains("agent service stopped"));
 }
+
+#[test]
+fn failing_passes_back_off_and_keep_the_service_unready() {
+    let ns = Netns::new();
+    let root = TempDir::new("service-backoff");
+    // The NIC does not exist: every pass fails it (MacNotFound).
+    let spec = r#"{"nodeName":"worker-01","interfaces":[
+        {"macAddress":"fa:16:3e:00:04:09","address":"192.0.2.10","cidr":"192.0.2.0/24"}]}"#;
+    let port = free_port();
+    let child = ns
+        .command(BIN)
+        .args([
+            "agent",
+            "--mode",
+            "service",
+            "--interval",
+            "1s",
+            "--max-backoff",
+            "1m",
+        ])
+        .args([
+            "--handoff",
+            "none",
+            "--os",
+            "ubuntu",
+            "--node-name",
+            "worker-01",
+        ])
+        .args(["--root", root.path().to_str().unwrap()])
+        .args([
+            "--report",
+            root.path().join("report.json").to_str().unwrap(),
+        ])
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("MULTINIC_NODE_SPEC", spec)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting the agent");
+    let _agent = Killed(child);
+    let serving = wait_for(Duration::from_secs(20), || {
+        ns.http_get(port, "/healthz")
+            .is_some_and(|r| r.contains(" 200 "))
+    });
+    assert!(serving.is_some(), "health endpoint never answered");
+    // Passes at 0 s, then after 2 s and 4 s more (doubling from the 1 s interval): by 7 s
+    // three passes, where a fixed 1 s interval would have made eight.
+    std::thread::sleep(Duration::from_secs(7));
+    let metrics = ns.http_get(port, "/metrics").expect("metrics answer");
+    let partial =
+        metric(&metrics, "multinic_agent_applies_total{result=\"partial\"}").unwrap_or(0.0);
+    assert!(
+        (2.0..=4.0).contains(&partial),
+        "partial passes {partial}:\n{metrics}"
+    );
+    assert!(
+        metrics.contains("reason=\"MacNotFound\"} 1"),
+        "the NIC's state is shown:\n{metrics}"
+    );
+    assert!(
+        metric(&metrics, "multinic_agent_last_success_timestamp_seconds").unwrap_or(0.0) == 0.0
+    );
+    let ready = ns.http_get(port, "/readyz").unwrap();
+    assert!(ready.contains(" 503 "), "{ready}");
+}
