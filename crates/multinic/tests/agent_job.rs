@@ -239,6 +239,19 @@ fn nothing_doable_exits_1_with_the_error_in_the_report() {
         let got = report["error"].as_str().unwrap_or_default();
         assert!(got.contains(error), "{spec}: error {got:?} lacks {error:?}");
     }
+    // A probe target that is no host:port is refused before anything is touched.
+    let run = run_agent(
+        &ns,
+        root.path(),
+        &["--probe", "no-port-here"],
+        &[
+            ("NODE_NAME", "worker-01"),
+            ("MULTINIC_NODE_SPEC", r#"{"nodeName":"worker-01"}"#),
+            ("MULTINIC_OS", "ubuntu"),
+        ],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.report()["error"].as_str().unwrap().contains("--probe"));
     // No os-release under the root and no --os: nothing can be rendered.
     let run = run_agent(
         &ns,

@@ -218,6 +218,19 @@ mod tests {
     }
 
     #[test]
+    fn clashes_name_both_rows_by_id() {
+        let mut second = row("18", Some("10.250.0.0/24"));
+        second.address = Some("10.250.0.3".into());
+        let loaded = rows_to_spec("worker-01", &[row("17", Some("10.250.0.0/24")), second]);
+        let checked = loaded.check("worker-01").unwrap();
+        assert_eq!(checked.valid.len(), 1);
+        assert_eq!(
+            checked.invalid[0].1.message,
+            "multi_interface[id=18].macAddress: duplicates multi_interface[id=17].macAddress"
+        );
+    }
+
+    #[test]
     fn redacted_password_never_prints() {
         let secret = Redacted::new("hunter2");
         assert_eq!(format!("{secret} {secret:?}"), "<redacted> <redacted>");
