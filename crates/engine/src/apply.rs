@@ -171,28 +171,21 @@ impl<'a> Writer<'a> {
         result.map_err(|e| EngineError::netlink(what, e))
     }
 
-    /// Writes one file atomically, counted and subject to the fault hook.
-    pub fn write_file(
+    /// Applies a file batch; every op is counted and subject to the fault hook.
+    pub fn files(
         &mut self,
         root: &std::path::Path,
-        path: &std::path::Path,
-        mode: u32,
-        contents: &[u8],
-    ) -> Result<(), EngineError> {
-        self.check_fault()?;
-        self.files += 1;
-        crate::files::write_atomic(root, path, mode, contents)
-    }
-
-    /// Removes one file, counted and subject to the fault hook.
-    pub fn remove_file(
-        &mut self,
-        root: &std::path::Path,
-        path: &std::path::Path,
-    ) -> Result<(), EngineError> {
-        self.check_fault()?;
-        self.files += 1;
-        crate::files::remove(root, path)
+        ops: &[crate::files::FileOp<'_>],
+    ) -> Result<(), (usize, EngineError)> {
+        let (fail_after, netlink) = (self.fail_after, self.netlink);
+        let count = &mut self.files;
+        crate::files::apply_batch(root, ops, || {
+            if let Some(n) = fail_after.filter(|n| netlink + *count >= *n) {
+                return Err(EngineError::InjectedFault(n));
+            }
+            *count += 1;
+            Ok(())
+        })
     }
 }
 

@@ -5,7 +5,7 @@ use crate::apply::Writer;
 use crate::config::EngineConfig;
 use crate::diff::{current_slots, plan_runtime};
 use crate::error::EngineError;
-use crate::files;
+use crate::files::{self, FileOp};
 use crate::handoff::{HandoffNic, HostHandoff};
 use crate::outcome::{ApplyOutcome, NicOutcome, WriteCounts};
 use crate::plan::{Change, FileChange, NicAction, NicPlan, Plan};
@@ -276,25 +276,28 @@ impl Engine {
     }
 
     fn apply_files(&self, writer: &mut Writer<'_>, changes: &[FileChange]) -> Option<Failure> {
-        for change in changes {
-            let result = match change {
+        let ops: Vec<FileOp<'_>> = changes
+            .iter()
+            .map(|change| match change {
                 FileChange::Write {
                     path,
                     mode,
                     contents,
                     ..
-                } => writer.write_file(&self.config.root, path, *mode, contents.as_bytes()),
-                FileChange::Remove { path, .. } => writer.remove_file(&self.config.root, path),
-            };
-            if let Err(e) = result {
-                return Some(Failure {
-                    nic: change.owner().map(|o| o.name.clone()),
-                    reason: InterfaceReason::ApplyFailed,
-                    message: e.to_string(),
-                });
-            }
-        }
-        None
+                } => FileOp::Write {
+                    path,
+                    mode: *mode,
+                    contents: contents.as_bytes(),
+                },
+                FileChange::Remove { path, .. } => FileOp::Remove { path },
+            })
+            .collect();
+        let (i, e) = writer.files(&self.config.root, &ops).err()?;
+        Some(Failure {
+            nic: changes[i].owner().map(|o| o.name.clone()),
+            reason: InterfaceReason::ApplyFailed,
+            message: e.to_string(),
+        })
     }
 
     /// Restores the kernel and the files to the snapshot.
@@ -317,14 +320,19 @@ impl Engine {
         let changes = revert_changes(snapshot, &current, &touched);
         tracing::info!(changes = changes.len(), "reverting kernel state");
         writer.execute(&changes).await.map_err(|(_, e)| e)?;
-        for (path, before) in &file_snapshot.entries {
-            match before {
-                Some(file) => {
-                    writer.write_file(&self.config.root, path, file.mode, &file.contents)?
-                }
-                None => writer.remove_file(&self.config.root, path)?,
-            }
-        }
+        let ops: Vec<FileOp<'_>> = file_snapshot
+            .entries
+            .iter()
+            .map(|(path, before)| match before {
+                Some(file) => FileOp::Write {
+                    path,
+                    mode: file.mode,
+                    contents: &file.contents,
+                },
+                None => FileOp::Remove { path },
+            })
+            .collect();
+        writer.files(&self.config.root, &ops).map_err(|(_, e)| e)?;
         if handed_off {
             self.handoff.reload(&handoff_nics(&plan.files)).await?;
         }
