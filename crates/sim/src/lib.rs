@@ -26,6 +26,7 @@ pub mod schema;
 pub mod selectors;
 pub mod store;
 pub mod table;
+pub mod update;
 pub mod watch;
 
 pub use error::{ApiError, SimError};

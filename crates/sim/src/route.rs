@@ -145,6 +145,7 @@ mod tests {
         let r = res("/api/v1/pods");
         assert_eq!((r.namespace, r.name), (None, None));
         assert_eq!(parse("/apis/batch"), Route::Group("batch".into()));
-        assert_eq!(parse("/openapi/v2"), Route::Unknown);
+        assert_eq!(parse("/openapi/v2"), Route::OpenApiV2);
+        assert_eq!(parse("/openapi/v3"), Route::Unknown);
     }
 }

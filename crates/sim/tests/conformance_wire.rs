@@ -1,0 +1,151 @@
+//! Conformance-style tests, part three: events and leases, wire formats (Table,
+//! PartialObjectMetadata) and request counters.
+//!
+//! | Promise | Test |
+//! |---|---|
+//! | events (core/v1, events.k8s.io/v1), leases | `events_and_leases` |
+//! | Table output with printer columns, PartialObjectMetadata | `table_and_metadata_only_responses` |
+//! | request counters by verb and resource | `request_counters` |
+
+mod common;
+
+use common::{NS, mnnc, raw_get, sim_with_crd, status_of};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use multinic_api::MultiNicNodeConfig;
+use multinic_sim::SimConfig;
+use serde_json::json;
+
+#[tokio::test]
+async fn events_and_leases() {
+    let (_sim, client) = sim_with_crd(SimConfig::default()).await;
+    let recorder = kube::runtime::events::Recorder::new(client.clone(), "multinic-test".into());
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        kind: Some("Node".into()),
+        name: Some("n1".into()),
+        api_version: Some("v1".into()),
+        ..Default::default()
+    };
+    let ev = kube::runtime::events::Event {
+        type_: kube::runtime::events::EventType::Normal,
+        reason: "Tested".into(),
+        note: Some("hello".into()),
+        action: "Test".into(),
+        secondary: None,
+    };
+    recorder.publish(&ev, &reference).await.unwrap();
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(client.clone());
+    assert_eq!(
+        events.list(&ListParams::default()).await.unwrap().items[0]
+            .reason
+            .as_deref(),
+        Some("Tested")
+    );
+    let core_events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(client.clone(), "default");
+    let e: k8s_openapi::api::core::v1::Event = serde_json::from_value(json!({"metadata": {"name": "e1"}, "involvedObject": {"kind": "Node", "name": "n1"}, "reason": "R"})).unwrap();
+    core_events
+        .create(&PostParams::default(), &e)
+        .await
+        .unwrap();
+    let leases: Api<Lease> = Api::namespaced(client, "kube-system");
+    let l: Lease = serde_json::from_value(json!({"metadata": {"name": "multinic-controller"}, "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}})).unwrap();
+    let created = leases.create(&PostParams::default(), &l).await.unwrap();
+    let mut takeover = created.clone();
+    takeover.spec.as_mut().unwrap().holder_identity = Some("b".into());
+    leases
+        .replace("multinic-controller", &PostParams::default(), &takeover)
+        .await
+        .unwrap();
+    let err = status_of(
+        leases
+            .replace("multinic-controller", &PostParams::default(), &created)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        err.code, 409,
+        "two candidates racing on one lease: the stale one loses"
+    );
+}
+
+#[tokio::test]
+async fn table_and_metadata_only_responses() {
+    let (sim, client) = sim_with_crd(SimConfig::with_nodes(2)).await;
+    let api: Api<MultiNicNodeConfig> = Api::namespaced(client.clone(), NS);
+    api.create(&PostParams::default(), &mnnc("w1", "n1", 1450))
+        .await
+        .unwrap();
+    let path = format!("/apis/multinic.io/v1alpha1/namespaces/{NS}/multinicnodeconfigs");
+    let (code, table) = raw_get(
+        &sim.base_url,
+        &path,
+        "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+    )
+    .await;
+    assert_eq!(code, 200);
+    let cols: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(cols[..3], ["Name", "Node", "State"]);
+    assert_eq!(table["rows"][0]["cells"][1], "n1");
+    let metas = api.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(metas.items[0].metadata.name.as_deref(), Some("w1"));
+    let (_, raw) = raw_get(
+        &sim.base_url,
+        &path,
+        "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+    )
+    .await;
+    assert_eq!(raw["kind"], "PartialObjectMetadataList");
+    assert!(raw["items"][0].get("spec").is_none());
+    assert_eq!(
+        api.get_metadata("w1").await.unwrap().metadata.generation,
+        Some(1)
+    );
+}
+
+#[tokio::test]
+async fn request_counters() {
+    let (sim, client) = sim_with_crd(SimConfig::with_nodes(1)).await;
+    sim.reset_request_counts();
+    let api: Api<MultiNicNodeConfig> = Api::namespaced(client, NS);
+    api.create(&PostParams::default(), &mnnc("w1", "n1", 1450))
+        .await
+        .unwrap();
+    api.get("w1").await.unwrap();
+    api.get("w1").await.unwrap();
+    api.patch_status(
+        "w1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"state": "Pending"}})),
+    )
+    .await
+    .unwrap();
+    let counts = sim.request_counts();
+    let n = |verb: &str, res: &str| {
+        counts
+            .get(&(verb.to_string(), res.to_string()))
+            .copied()
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        (
+            n("create", "multinicnodeconfigs"),
+            n("get", "multinicnodeconfigs"),
+            n("patch", "multinicnodeconfigs/status")
+        ),
+        (1, 2, 1)
+    );
+    let (_, doc) = raw_get(&sim.base_url, "/debug/requests", "application/json").await;
+    assert!(
+        doc["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["verb"] == "get" && r["count"] == 2)
+    );
+}
