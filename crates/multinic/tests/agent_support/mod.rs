@@ -259,6 +259,9 @@ impl MariaDb {
         let dir = TempDir::new("mariadb");
         let data = dir.path().join("data");
         let socket = dir.path().join("mysqld.sock");
+        // A private tmpdir: concurrent servers must not share (or clean up) temp tables.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
         let install = Command::new("mariadb-install-db")
             .args([
                 "--no-defaults",
@@ -267,6 +270,7 @@ impl MariaDb {
                 "--skip-test-db",
             ])
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .output()
             .expect("mariadb-install-db is missing: apt-get install mariadb-server");
         assert!(
@@ -280,6 +284,7 @@ impl MariaDb {
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--socket={}", socket.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg(format!("--port={port}"))
             .arg(format!("--pid-file={}", dir.path().join("pid").display()))
             .args([
