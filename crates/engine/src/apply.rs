@@ -171,15 +171,14 @@ impl<'a> Writer<'a> {
         result.map_err(|e| EngineError::netlink(what, e))
     }
 
-    /// Applies a file batch; every op is counted and subject to the fault hook.
-    pub fn files(
+    /// Commits a staged file batch; every op is counted and subject to the fault hook.
+    pub fn commit_files(
         &mut self,
-        root: &std::path::Path,
-        ops: &[crate::files::FileOp<'_>],
+        staged: crate::files::Staged,
     ) -> Result<(), (usize, EngineError)> {
         let (fail_after, netlink) = (self.fail_after, self.netlink);
         let count = &mut self.files;
-        crate::files::apply_batch(root, ops, || {
+        staged.commit(|| {
             if let Some(n) = fail_after.filter(|n| netlink + *count >= *n) {
                 return Err(EngineError::InjectedFault(n));
             }

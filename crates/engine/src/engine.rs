@@ -149,19 +149,42 @@ impl Engine {
         plan: Plan,
     ) -> Result<ApplyOutcome, EngineError> {
         let mut writer = Writer::new(&self.handle, self.config.fault.fail_after_writes);
+        // Snapshot the files, then write and fsync the new ones into temp files in the
+        // background while the kernel changes run; they take effect only after verify.
+        let mut file_snapshot = FileSnapshot::default();
+        for change in &plan.files {
+            let before = files::read(&self.config.root, change.path())?;
+            file_snapshot.entries.push((change.path().clone(), before));
+        }
+        let staging = (!plan.files.is_empty()).then(|| {
+            let (root, ops) = (self.config.root.clone(), file_ops(&plan.files));
+            tokio::task::spawn_blocking(move || files::stage(&root, &ops))
+        });
         let mut failure = self.apply_kernel(&mut writer, &plan).await;
         if failure.is_none() && plan.kernel_changes() > 0 {
             failure = self.verify(desired, owned, &plan).await?;
         }
-        let mut file_snapshot = FileSnapshot::default();
         let mut handed_off = false;
-        if failure.is_none() && !plan.files.is_empty() {
-            for change in &plan.files {
-                let before = files::read(&self.config.root, change.path())?;
-                file_snapshot.entries.push((change.path().clone(), before));
-            }
-            failure = self.apply_files(&mut writer, &plan.files);
-            if failure.is_none() {
+        if let Some(staging) = staging {
+            let staged = match staging.await {
+                Ok(staged) => staged,
+                Err(e) => Err((
+                    0,
+                    EngineError::io(&self.config.root, std::io::Error::other(e)),
+                )),
+            };
+            let committed = match staged {
+                _ if failure.is_some() => Ok(()),
+                Ok(staged) => writer.commit_files(staged),
+                Err(e) => Err(e),
+            };
+            if let Err((i, e)) = committed {
+                failure = Some(Failure {
+                    nic: plan.files[i].owner().map(|o| o.name.clone()),
+                    reason: InterfaceReason::ApplyFailed,
+                    message: e.to_string(),
+                });
+            } else if failure.is_none() {
                 handed_off = true;
                 if let Err(e) = self.handoff.reload(&handoff_nics(&plan.files)).await {
                     failure = Some(Failure {
@@ -275,31 +298,6 @@ impl Engine {
         Ok(last)
     }
 
-    fn apply_files(&self, writer: &mut Writer<'_>, changes: &[FileChange]) -> Option<Failure> {
-        let ops: Vec<FileOp<'_>> = changes
-            .iter()
-            .map(|change| match change {
-                FileChange::Write {
-                    path,
-                    mode,
-                    contents,
-                    ..
-                } => FileOp::Write {
-                    path,
-                    mode: *mode,
-                    contents: contents.as_bytes(),
-                },
-                FileChange::Remove { path, .. } => FileOp::Remove { path },
-            })
-            .collect();
-        let (i, e) = writer.files(&self.config.root, &ops).err()?;
-        Some(Failure {
-            nic: changes[i].owner().map(|o| o.name.clone()),
-            reason: InterfaceReason::ApplyFailed,
-            message: e.to_string(),
-        })
-    }
-
     /// Restores the kernel and the files to the snapshot.
     async fn revert(
         &self,
@@ -320,24 +318,47 @@ impl Engine {
         let changes = revert_changes(snapshot, &current, &touched);
         tracing::info!(changes = changes.len(), "reverting kernel state");
         writer.execute(&changes).await.map_err(|(_, e)| e)?;
-        let ops: Vec<FileOp<'_>> = file_snapshot
+        let ops: Vec<FileOp> = file_snapshot
             .entries
             .iter()
             .map(|(path, before)| match before {
                 Some(file) => FileOp::Write {
-                    path,
+                    path: path.clone(),
                     mode: file.mode,
-                    contents: &file.contents,
+                    contents: file.contents.clone(),
                 },
-                None => FileOp::Remove { path },
+                None => FileOp::Remove { path: path.clone() },
             })
             .collect();
-        writer.files(&self.config.root, &ops).map_err(|(_, e)| e)?;
+        if !ops.is_empty() {
+            let staged = files::stage(&self.config.root, &ops).map_err(|(_, e)| e)?;
+            writer.commit_files(staged).map_err(|(_, e)| e)?;
+        }
         if handed_off {
             self.handoff.reload(&handoff_nics(&plan.files)).await?;
         }
         Ok(())
     }
+}
+
+/// The file batch of a plan.
+fn file_ops(changes: &[FileChange]) -> Vec<FileOp> {
+    changes
+        .iter()
+        .map(|change| match change {
+            FileChange::Write {
+                path,
+                mode,
+                contents,
+                ..
+            } => FileOp::Write {
+                path: path.clone(),
+                mode: *mode,
+                contents: contents.clone().into_bytes(),
+            },
+            FileChange::Remove { path, .. } => FileOp::Remove { path: path.clone() },
+        })
+        .collect()
 }
 
 /// NICs whose files changed, once each.

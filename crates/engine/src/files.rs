@@ -113,18 +113,19 @@ pub(crate) fn diff(
 }
 
 /// One operation of a file batch.
-pub(crate) enum FileOp<'a> {
+#[derive(Clone, Debug)]
+pub(crate) enum FileOp {
     /// Replace the file atomically with these contents and permission bits.
     Write {
-        path: &'a Path,
+        path: PathBuf,
         mode: u32,
-        contents: &'a [u8],
+        contents: Vec<u8>,
     },
     /// Remove the file (already gone is fine).
-    Remove { path: &'a Path },
+    Remove { path: PathBuf },
 }
 
-impl FileOp<'_> {
+impl FileOp {
     fn path(&self) -> &Path {
         match self {
             Self::Write { path, .. } | Self::Remove { path } => path,
@@ -132,39 +133,35 @@ impl FileOp<'_> {
     }
 }
 
-/// Applies `ops` with the durability of one-by-one atomic writes but far fewer disk waits:
-/// every new file goes to a temp file next to its target and all temp files are fsynced
-/// concurrently (the journal commits them together); then each op takes effect in order
-/// (rename into place, or unlink) after `before_each` allowed it; then every touched
-/// directory is fsynced once. On failure returns the position of the op that failed; the ops
-/// before it have taken effect, the rest have not (their temp files are removed).
-pub(crate) fn apply_batch(
-    root: &Path,
-    ops: &[FileOp<'_>],
-    mut before_each: impl FnMut() -> Result<(), EngineError>,
-) -> Result<(), (usize, EngineError)> {
+/// A batch whose new contents sit, fsynced, in temp files next to their targets, so the
+/// slow part (waiting for the disk) can overlap the kernel changes. Nothing visible changes
+/// until [`Staged::commit`]; dropping an uncommitted batch removes its temp files.
+#[derive(Debug)]
+pub(crate) struct Staged {
+    fulls: Vec<PathBuf>,
+    temps: Vec<Option<PathBuf>>,
+}
+
+/// Writes every new file of `ops` to a temp file and fsyncs them all concurrently (the
+/// journal commits them together). On failure returns the position of the op that failed.
+pub(crate) fn stage(root: &Path, ops: &[FileOp]) -> Result<Staged, (usize, EngineError)> {
     let fulls: Vec<PathBuf> = ops.iter().map(|op| on_root(root, op.path())).collect();
-    let temps: Vec<Option<PathBuf>> = ops
+    let temps = ops
         .iter()
         .zip(&fulls)
         .map(|(op, full)| matches!(op, FileOp::Write { .. }).then(|| temp_of(full)))
         .collect();
-    let cleanup = |from: usize| {
-        for temp in temps[from..].iter().flatten() {
-            let _ = fs::remove_file(temp);
-        }
-    };
-    // Stage: write every temp file, then fsync them all at once.
+    let staged = Staged { fulls, temps };
     for (i, op) in ops.iter().enumerate() {
-        if let (FileOp::Write { mode, contents, .. }, Some(temp)) = (op, &temps[i])
-            && let Err(e) = stage(temp, *mode, contents)
+        if let (FileOp::Write { mode, contents, .. }, Some(temp)) = (op, &staged.temps[i])
+            && let Err(e) = write_temp(temp, *mode, contents)
         {
-            cleanup(0);
-            return Err((i, EngineError::io(&fulls[i], e)));
+            return Err((i, EngineError::io(&staged.fulls[i], e)));
         }
     }
-    let synced = std::thread::scope(|scope| {
-        let handles: Vec<_> = temps
+    let failed = std::thread::scope(|scope| {
+        let handles: Vec<_> = staged
+            .temps
             .iter()
             .enumerate()
             .filter_map(|(i, t)| t.as_ref().map(|t| (i, t)))
@@ -173,39 +170,58 @@ pub(crate) fn apply_batch(
         handles
             .into_iter()
             .map(|(i, h)| (i, h.join().unwrap_or_else(|_| Err(ErrorKind::Other.into()))))
-            .find(|(_, r)| r.is_err())
+            .find_map(|(i, r)| r.err().map(|e| (i, e)))
     });
-    if let Some((i, Err(e))) = synced {
-        cleanup(0);
-        return Err((i, EngineError::io(&fulls[i], e)));
+    match failed {
+        Some((i, e)) => Err((i, EngineError::io(&staged.fulls[i], e))),
+        None => Ok(staged),
     }
-    // Commit, one op at a time.
-    let mut dirs = BTreeSet::new();
-    for (i, op) in ops.iter().enumerate() {
-        let result = before_each().and_then(|()| {
-            let full = &fulls[i];
-            match op {
-                FileOp::Write { .. } => {
-                    let temp = temps[i].as_ref().expect("writes have a temp file");
-                    fs::rename(temp, full).map_err(|e| EngineError::io(full, e))
-                }
-                FileOp::Remove { .. } => match fs::remove_file(full) {
+}
+
+impl Staged {
+    /// Makes each op take effect in order (rename into place, or unlink) once `before_each`
+    /// allowed it, then fsyncs every touched directory once. On failure returns the position
+    /// of the op that failed: the ops before it took effect, the rest did not.
+    pub(crate) fn commit(
+        mut self,
+        mut before_each: impl FnMut() -> Result<(), EngineError>,
+    ) -> Result<(), (usize, EngineError)> {
+        let mut dirs = BTreeSet::new();
+        let mut result = Ok(());
+        for (i, full) in self.fulls.iter().enumerate() {
+            let step = before_each().and_then(|()| match self.temps[i].take() {
+                Some(temp) => fs::rename(&temp, full).map_err(|e| {
+                    self.temps[i] = Some(temp);
+                    EngineError::io(full, e)
+                }),
+                None => match fs::remove_file(full) {
                     Err(e) if e.kind() != ErrorKind::NotFound => Err(EngineError::io(full, e)),
                     _ => Ok(()),
                 },
+            });
+            if let Some(dir) = full.parent() {
+                dirs.insert(dir.to_path_buf());
+            }
+            if let Err(e) = step {
+                result = Err((i, e));
+                break;
+            }
+        }
+        std::thread::scope(|scope| {
+            for dir in &dirs {
+                scope.spawn(move || fs::File::open(dir).and_then(|d| d.sync_all()));
             }
         });
-        if let Some(dir) = fulls[i].parent() {
-            dirs.insert(dir.to_path_buf());
-        }
-        if let Err(e) = result {
-            cleanup(i);
-            sync_dirs(&dirs);
-            return Err((i, e));
+        result
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        for temp in self.temps.iter().flatten() {
+            let _ = fs::remove_file(temp);
         }
     }
-    sync_dirs(&dirs);
-    Ok(())
 }
 
 fn temp_of(full: &Path) -> PathBuf {
@@ -218,7 +234,7 @@ fn temp_of(full: &Path) -> PathBuf {
     full.with_file_name(format!(".{name}.multinic-tmp"))
 }
 
-fn stage(temp: &Path, mode: u32, contents: &[u8]) -> std::io::Result<()> {
+fn write_temp(temp: &Path, mode: u32, contents: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = temp.parent() {
         fs::create_dir_all(dir)?;
     }
@@ -231,13 +247,4 @@ fn stage(temp: &Path, mode: u32, contents: &[u8]) -> std::io::Result<()> {
     file.write_all(contents)?;
     // The open mode is filtered by the umask; set the exact bits.
     file.set_permissions(fs::Permissions::from_mode(mode))
-}
-
-/// fsyncs each directory once, concurrently, so renames and unlinks are durable.
-fn sync_dirs(dirs: &BTreeSet<PathBuf>) {
-    std::thread::scope(|scope| {
-        for dir in dirs {
-            scope.spawn(move || fs::File::open(dir).and_then(|d| d.sync_all()));
-        }
-    });
 }
