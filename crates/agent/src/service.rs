@@ -30,13 +30,18 @@ pub async fn run_service(config: &AgentConfig, shutdown: impl Future<Output = ()
     }
 }
 
-/// Completes on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, stopping"),
-        _ = term.recv() => tracing::info!("SIGTERM received, stopping"),
+/// A future that completes on SIGTERM or SIGINT. The handlers are installed at once (call it
+/// inside the runtime, before the first pass), so a signal that arrives while a pass runs is
+/// not lost: the pass finishes, then the service stops.
+pub fn shutdown_signal() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
+    async move {
+        tokio::select! {
+            _ = int.recv() => tracing::info!("SIGINT received, stopping"),
+            _ = term.recv() => tracing::info!("SIGTERM received, stopping"),
+        }
     }
 }
 
