@@ -5,9 +5,11 @@
 //! instead: each volumeMount's `mountPath` maps to `<pod dir>/mounts/<volume>`, a symlink to
 //! `<node root>/<hostPath>` for hostPath volumes (a plain directory for other volumes), and
 //! the container's `terminationMessagePath` (default `/dev/termination-log`) maps to
-//! `<pod dir>/termination-log`. Every arg and env value that equals one of those paths, starts
-//! with it followed by `/`, or has it after a `=` (`--report=/dev/termination-log`), is
-//! rewritten; the longest mountPath wins.
+//! `<pod dir>/termination-log`. Every occurrence of one of those paths in an arg or env value
+//! is rewritten when it stands on its own: at the start or after a separator (space, `=`,
+//! quote, `:`, `,`, `>`, `<`, `(`), and at the end or before `/` or a separator. So
+//! `--report=/dev/termination-log`, `/host/etc/netplan/x.yaml` and `sh -c "echo > /dev/termination-log"`
+//! are all mapped; the longest mountPath wins.
 
 use crate::runner::PodRun;
 use serde_json::Value;
@@ -92,23 +94,40 @@ fn expand(s: &str, env: &[(String, String)]) -> String {
     out
 }
 
-/// Rewrites container paths in one value (see the module docs).
+/// Characters that may stand right before a path inside a larger value (`--x=/p`, `> /p`).
+const BEFORE: &[char] = &[' ', '=', '"', '\'', ':', ',', '>', '<', '(', '\n', '\t'];
+/// Characters that may stand right after a path (or its end).
+const AFTER: &[char] = &[
+    '/', ' ', '"', '\'', ',', ':', ';', ')', '\n', '\t', '&', '|',
+];
+
+/// Rewrites container paths in one value (see the module docs): every occurrence of a mapped
+/// path that starts the value or follows a separator, and ends the value or is followed by `/`
+/// or a separator, is replaced; the longest mapped path wins at each position.
 pub fn rewrite(value: &str, mapping: &[(String, PathBuf)]) -> String {
-    if let Some((flag, rhs)) = value.split_once('=')
-        && rhs.starts_with('/')
-    {
-        return format!("{flag}={}", rewrite(rhs, mapping));
-    }
-    for (from, to) in mapping {
-        let from = from.trim_end_matches('/');
-        if value == from {
-            return to.display().to_string();
+    let mut out = String::with_capacity(value.len());
+    let mut i = 0;
+    'scan: while i < value.len() {
+        let boundary_before = i == 0 || value[..i].ends_with(BEFORE);
+        if boundary_before {
+            for (from, to) in mapping {
+                let from = from.trim_end_matches('/');
+                if from.is_empty() || !value[i..].starts_with(from) {
+                    continue;
+                }
+                let end = i + from.len();
+                if end == value.len() || value[end..].starts_with(AFTER) {
+                    out.push_str(&to.display().to_string());
+                    i = end;
+                    continue 'scan;
+                }
+            }
         }
-        if let Some(rest) = value.strip_prefix(from).filter(|r| r.starts_with('/')) {
-            return format!("{}{rest}", to.display());
-        }
+        let c = value[i..].chars().next().expect("i is on a char boundary");
+        out.push(c);
+        i += c.len_utf8();
     }
-    value.to_string()
+    out
 }
 
 fn host_path_target(root: &Path, host_path: &Value) -> std::io::Result<PathBuf> {
@@ -294,6 +313,21 @@ mod tests {
         );
         assert_eq!(run.env[0], ("NODE_NAME".to_string(), "n1".to_string()));
         assert_eq!(run.env[1].1, "/host", "unmapped paths stay as they are");
+        let map = vec![
+            ("/host/etc".to_string(), PathBuf::from("/m/etc")),
+            ("/dev/termination-log".to_string(), PathBuf::from("/p/t")),
+        ];
+        assert_eq!(
+            rewrite(
+                "echo x > /dev/termination-log; cat /host/etc/a '/host/etc'",
+                &map
+            ),
+            "echo x > /p/t; cat /m/etc/a '/m/etc'"
+        );
+        assert_eq!(
+            rewrite("/host/etcetera /x/host/etc", &map),
+            "/host/etcetera /x/host/etc"
+        );
         std::fs::write(link.join("x.yaml"), "hi").unwrap();
         assert_eq!(
             std::fs::read_to_string(dir.join("root/etc/netplan/x.yaml")).unwrap(),
