@@ -231,7 +231,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => Ok(Duration::from_millis(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
         "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!("{text:?}: unknown unit {unit:?}; use ms, s, m or h")),
+        _ => Err(format!(
+            "{text:?}: unknown unit {unit:?}; use ms, s, m or h"
+        )),
     }
 }
 

@@ -137,12 +137,24 @@ pub fn decide(o: &Observed<'_>) -> Action {
         .filter(|_| state == Some(NodeConfigState::InProgress))
         .and_then(|s| s.last_job_name.as_deref());
 
-    // Finished Jobs first: the one status waits for is recorded, any other is only deleted,
-    // so a Job of an older generation (or a result already recorded) never writes status.
+    // Finished Jobs first: a result this generation still waits for is recorded, any other
+    // Job is only deleted, so a Job of an older generation (or a result already recorded, or
+    // an attempt status has moved past) never writes status.
     if let Some(job) = o.jobs.iter().find(|j| j.phase.finished()) {
-        let wanted = job.action == AgentAction::Apply
-            && job.generation == Some(o.generation)
-            && recording == Some(job.name.as_str());
+        let current = job.action == AgentAction::Apply && job.generation == Some(o.generation);
+        let mentioned = status
+            .filter(|_| observed_here)
+            .and_then(|s| s.last_job_name.as_deref())
+            == Some(job.name.as_str());
+        let wanted = current
+            && match (mentioned, state) {
+                // Status names this Job: record it unless that happened already.
+                (true, s) => s == Some(NodeConfigState::InProgress),
+                // Status waits for another Job of this generation.
+                (false, Some(NodeConfigState::InProgress)) => false,
+                // Status never heard of it (its InProgress write failed): still its result.
+                (false, _) => true,
+            };
         return if wanted {
             Action::Record(job.clone())
         } else {

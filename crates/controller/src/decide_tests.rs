@@ -247,6 +247,24 @@ fn finished_job_is_recorded_only_when_status_waits_for_it() {
 }
 
 #[test]
+fn finished_job_whose_in_progress_write_failed_is_still_recorded() {
+    let mut case = Case::new();
+    let done = job("j2", 2, 1, JobPhase::Succeeded);
+    case.jobs = vec![done.clone()];
+    case.status = Some(status(
+        1,
+        NodeConfigState::Configured,
+        StateReason::Configured,
+    ));
+    assert_eq!(case.decide(), Action::Record(done));
+    // But not when status already waits for a later attempt.
+    let mut st = status(2, NodeConfigState::InProgress, StateReason::Applying);
+    st.last_job_name = Some("j2-a2".into());
+    case.status = Some(st);
+    assert_eq!(case.decide(), Action::DeleteJob("j2".into()));
+}
+
+#[test]
 fn job_of_an_older_generation_never_writes_status() {
     let mut case = Case::new();
     let mut st = status(1, NodeConfigState::InProgress, StateReason::Applying);

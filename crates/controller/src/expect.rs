@@ -4,17 +4,23 @@
 
 use crate::decide::JobFacts;
 use multinic_api::MultiNicNodeConfigStatus;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A created Job the cache has not shown within this long is forgotten (it was never made, or
+/// went again at once); the cache is trusted from then on.
+const CREATED_TTL: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 struct Inner {
     /// Resource uid -> (resourceVersion after our write, the status we wrote).
     statuses: HashMap<String, (u64, MultiNicNodeConfigStatus)>,
-    /// Owner uid -> Jobs created, not yet seen in the Job cache.
-    created: HashMap<String, Vec<JobFacts>>,
-    /// `namespace/name` of Jobs deleted, still in the Job cache.
-    deleted: HashSet<String>,
+    /// Owner uid -> Jobs created, not yet seen in the Job cache, and when.
+    created: HashMap<String, Vec<(Instant, JobFacts)>>,
+    /// `namespace/name` -> uid of Jobs deleted and still in the Job cache (by uid: a new Job
+    /// may take the same name).
+    deleted: HashMap<String, String>,
 }
 
 /// Writes not yet reflected in the caches.
@@ -67,28 +73,35 @@ impl Expectations {
             .created
             .entry(owner_uid.to_string())
             .or_default()
-            .push(job);
+            .push((Instant::now(), job));
     }
 
-    /// Remembers a Job deleted (`namespace/name`).
-    pub fn deleted_job(&self, key: &str) {
-        self.lock().deleted.insert(key.to_string());
+    /// Remembers a Job deleted (`namespace/name` and its uid).
+    pub fn deleted_job(&self, key: &str, uid: &str) {
+        self.lock().deleted.insert(key.to_string(), uid.to_string());
     }
 
-    /// Merges expectations into the cached Jobs of owner `uid` in namespace `ns`, and forgets
-    /// expectations the cache has caught up with.
-    pub fn merge_jobs(&self, owner_uid: &str, ns: &str, cached: Vec<JobFacts>) -> Vec<JobFacts> {
+    /// Merges expectations into the cached Jobs (with their uids) of owner `uid` in namespace
+    /// `ns`, and forgets expectations the cache has caught up with.
+    pub fn merge_jobs(
+        &self,
+        owner_uid: &str,
+        ns: &str,
+        cached: Vec<(String, JobFacts)>,
+    ) -> Vec<JobFacts> {
         let mut inner = self.lock();
         let mut jobs: Vec<JobFacts> = Vec::with_capacity(cached.len());
-        for job in cached {
+        for (uid, job) in cached {
             let key = format!("{ns}/{}", job.name);
-            if !inner.deleted.contains(&key) {
+            if inner.deleted.get(&key) != Some(&uid) {
                 jobs.push(job);
             }
         }
         if let Some(created) = inner.created.get_mut(owner_uid) {
-            created.retain(|c| !jobs.iter().any(|j| j.name == c.name));
-            jobs.extend(created.iter().cloned());
+            created.retain(|(at, c)| {
+                at.elapsed() < CREATED_TTL && !jobs.iter().any(|j| j.name == c.name)
+            });
+            jobs.extend(created.iter().map(|(_, c)| c.clone()));
             if created.is_empty() {
                 inner.created.remove(owner_uid);
             }
@@ -96,9 +109,9 @@ impl Expectations {
         jobs
     }
 
-    /// Forgets deletions the Job cache no longer shows (`alive` says what it still has).
-    pub fn settle_deleted(&self, alive: impl Fn(&str) -> bool) {
-        self.lock().deleted.retain(|key| alive(key));
+    /// Forgets deletions the Job cache no longer shows (`alive(key, uid)` says what it has).
+    pub fn settle_deleted(&self, alive: impl Fn(&str, &str) -> bool) {
+        self.lock().deleted.retain(|key, uid| alive(key, uid));
     }
 
     /// Forgets everything about resource `uid` (it is gone).
@@ -150,17 +163,19 @@ mod tests {
     #[test]
     fn created_and_deleted_jobs_are_merged() {
         let e = Expectations::default();
+        let cached = |name: &str, uid: &str| (uid.to_string(), facts(name));
         e.created_job("u", facts("new"));
-        e.deleted_job("ns/old");
-        let merged = e.merge_jobs("u", "ns", vec![facts("old")]);
+        e.deleted_job("ns/old", "uid-old");
+        let merged = e.merge_jobs("u", "ns", vec![cached("old", "uid-old")]);
         assert_eq!(merged, vec![facts("new")]);
         // The cache now shows "new": the expectation is dropped, nothing is doubled.
-        let merged = e.merge_jobs("u", "ns", vec![facts("new")]);
+        let merged = e.merge_jobs("u", "ns", vec![cached("new", "uid-new")]);
         assert_eq!(merged, vec![facts("new")]);
-        e.settle_deleted(|_| false);
-        assert_eq!(
-            e.merge_jobs("u", "ns", vec![facts("old")]),
-            vec![facts("old")]
-        );
+        // A new Job under the deleted one's name is not hidden.
+        let merged = e.merge_jobs("u", "ns", vec![cached("old", "uid-2")]);
+        assert_eq!(merged, vec![facts("old")]);
+        e.settle_deleted(|_, _| false);
+        let merged = e.merge_jobs("u", "ns", vec![cached("old", "uid-old")]);
+        assert_eq!(merged, vec![facts("old")]);
     }
 }

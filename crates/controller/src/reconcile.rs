@@ -63,7 +63,7 @@ impl Context {
             let owned = cached.owner_references().iter().any(|o| o.uid == uid);
             if owned {
                 if let Some(facts) = job::job_facts(&cached) {
-                    own.push(facts);
+                    own.push((cached.uid().unwrap_or_default(), facts));
                 }
             } else if job::job_node(&cached) == Some(obj.spec.node_name.as_str())
                 && job::job_phase(&cached) == decide::JobPhase::Running
@@ -71,7 +71,7 @@ impl Context {
                 node_busy = true;
             }
         }
-        own.sort_by(|a, b| a.name.cmp(&b.name));
+        own.sort_by(|a, b| a.1.name.cmp(&b.1.name));
         (self.expect.merge_jobs(&uid, &ns, own), node_busy)
     }
 
@@ -106,6 +106,10 @@ impl Context {
     /// Deletes a Job (background propagation: its Pods go too); a Job already gone is fine.
     pub async fn delete_job(&self, ns: &str, name: &str) -> Result<(), Error> {
         let api: Api<Job> = Api::namespaced(self.client.clone(), ns);
+        let cached_uid = self
+            .jobs
+            .get(&ObjectRef::new(name).within(ns))
+            .and_then(|j| j.uid());
         let dp = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Background),
             ..DeleteParams::default()
@@ -116,7 +120,9 @@ impl Context {
             Err(err) => return Err(Error::kube(format!("deleting Job {name}"), err)),
         }
         let key = format!("{ns}/{name}");
-        self.expect.deleted_job(&key);
+        if let Some(uid) = cached_uid {
+            self.expect.deleted_job(&key, &uid);
+        }
         self.slots.release(&key);
         Ok(())
     }
@@ -126,14 +132,17 @@ impl Context {
         let ns = job.namespace().unwrap_or_default();
         let api: Api<Job> = Api::namespaced(self.client.clone(), &ns);
         match api.create(&PostParams::default(), job).await {
-            Ok(_) => {}
-            Err(err) if is_status(&err, 409) => {}
-            Err(err) => return Err(Error::kube(format!("creating Job {}", job.name_any()), err)),
+            Ok(_) => {
+                if let Some(facts) = job::job_facts(job) {
+                    self.expect.created_job(owner_uid, facts);
+                }
+                Ok(())
+            }
+            // It exists already: the cache will show it (no expectation: it may be one
+            // being deleted).
+            Err(err) if is_status(&err, 409) => Ok(()),
+            Err(err) => Err(Error::kube(format!("creating Job {}", job.name_any()), err)),
         }
-        if let Some(facts) = job::job_facts(job) {
-            self.expect.created_job(owner_uid, facts);
-        }
-        Ok(())
     }
 }
 

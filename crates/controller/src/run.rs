@@ -39,12 +39,16 @@ pub async fn run(
     let metrics = Arc::new(Metrics::default());
     let (configs, configs_writer) = reflector::store::<MultiNicNodeConfig>();
     let http = match config.http_addr {
-        Some(addr) => Some(metrics::serve(addr, metrics.clone(), configs.clone()).await?),
+        Some(addr) => Some(AbortOnDrop(
+            metrics::serve(addr, metrics.clone(), configs.clone()).await?,
+        )),
         None => None,
     };
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut lost_rx = None;
+    // Background tasks end with this function, also when its future is dropped.
+    let mut renewal_task = None;
     let mut shutdown = Box::pin(shutdown);
     if let Some(leader) = config.leader_election.clone() {
         let elector = LeaderElector::new(client.clone(), leader, config.instance.clone());
@@ -52,8 +56,9 @@ pub async fn run(
             acquired = elector.acquire() => acquired?,
             () = &mut shutdown => return Ok(()),
         }
-        let (lost, _renewal) = elector.keep_leading();
+        let (lost, renewal) = elector.keep_leading();
         lost_rx = Some(lost);
+        renewal_task = Some(AbortOnDrop(renewal));
     }
     let lost_for_stop = lost_rx.clone();
     tokio::spawn(async move {
@@ -132,7 +137,7 @@ pub async fn run(
             |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
         );
 
-    let housekeeping = tokio::spawn(housekeeping(ctx.clone(), configs.clone()));
+    let housekeeping = AbortOnDrop(tokio::spawn(housekeeping(ctx.clone(), configs.clone())));
     let controller = Controller::for_stream(config_stream, configs)
         .owns_stream(job_stream)
         .watches_stream(node_stream, node_mapper)
@@ -148,15 +153,21 @@ pub async fn run(
             }
         })
         .await;
-    housekeeping.abort();
-    if let Some(http) = http {
-        http.abort();
-    }
+    drop((housekeeping, http, renewal_task));
     if lost_rx.is_some_and(|rx| *rx.borrow()) {
         return Err(Error::Leader("leadership lost".into()));
     }
     tracing::info!("controller stopped");
     Ok(())
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Watch or poll events of `api`, filtered by `labels`.
@@ -253,10 +264,13 @@ async fn housekeeping(ctx: Arc<Context>, configs: reflector::Store<MultiNicNodeC
         tokio::time::sleep(Duration::from_secs(5)).await;
         let cached = |key: &str| {
             let (ns, name) = key.split_once('/').unwrap_or(("", key));
-            ctx.jobs.get(&ObjectRef::new(name).within(ns)).is_some()
+            ctx.jobs.get(&ObjectRef::new(name).within(ns))
         };
-        ctx.slots.sweep(Duration::from_secs(120), cached);
-        ctx.expect.settle_deleted(cached);
+        ctx.slots
+            .sweep(Duration::from_secs(120), |key| cached(key).is_some());
+        ctx.expect.settle_deleted(|key, uid| {
+            cached(key).is_some_and(|j| j.uid().as_deref() == Some(uid))
+        });
         ctx.metrics.set_jobs_in_flight(ctx.slots.in_flight());
     }
 }

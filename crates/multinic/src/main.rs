@@ -43,6 +43,9 @@ enum Command {
     Render(cmd::render::RenderArgs),
     /// Reconcile MultiNicNodeConfigs into agent Jobs and status (the in-cluster controller).
     Controller(Box<cmd::controller::ControllerArgs>),
+    /// Benchmarks, e.g. `multinic bench scale --nodes 1000,10000`.
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
     /// Run an in-memory Kubernetes API server and node simulator on 127.0.0.1 until interrupted.
     Sim(cmd::sim::SimArgs),
 }
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Command::Agent(args) => cmd::agent::run(*args),
         Command::Render(args) => cmd::render::run(&args),
         Command::Controller(args) => cmd::controller::run(&args),
+        Command::Bench(command) => cmd::bench::run(&command),
         Command::Sim(args) => cmd::sim::run(args),
     };
     match result {

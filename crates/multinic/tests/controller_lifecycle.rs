@@ -16,17 +16,37 @@ async fn create_change_remove_and_delete_on_an_ubuntu_node() {
     cluster
         .create(
             &node.name,
-            spec_for(0, &[(0, "10.10.0.5", "10.10.0.0/24"), (1, "10.11.0.5", "10.11.0.0/24")]),
+            spec_for(
+                0,
+                &[
+                    (0, "10.10.0.5", "10.10.0.0/24"),
+                    (1, "10.11.0.5", "10.11.0.0/24"),
+                ],
+            ),
         )
         .await;
     let obj = cluster.wait_configured(&node.name).await;
     let status = obj.status.unwrap();
     assert_eq!(status.interfaces_ready.as_deref(), Some("2/2"));
-    assert!(status.interface_statuses.iter().all(|i| i.status == InterfaceState::Configured));
-    assert_eq!(obj.metadata.finalizers, Some(vec![multinic_api::CLEANUP_FINALIZER.to_string()]));
+    assert!(
+        status
+            .interface_statuses
+            .iter()
+            .all(|i| i.status == InterfaceState::Configured)
+    );
+    assert_eq!(
+        obj.metadata.finalizers,
+        Some(vec![multinic_api::CLEANUP_FINALIZER.to_string()])
+    );
     let addrs = cluster.addresses(&node.name);
-    assert!(addrs.contains("multinic0") && addrs.contains("10.10.0.5/24"), "{addrs}");
-    assert!(addrs.contains("multinic1") && addrs.contains("10.11.0.5/24"), "{addrs}");
+    assert!(
+        addrs.contains("multinic0") && addrs.contains("10.10.0.5/24"),
+        "{addrs}"
+    );
+    assert!(
+        addrs.contains("multinic1") && addrs.contains("10.11.0.5/24"),
+        "{addrs}"
+    );
     assert_eq!(cluster.files(&node.name, "etc/netplan").len(), 2);
     // The finished Job was deleted right after its result was recorded.
     assert!(cluster.job_names().await.is_empty());
@@ -35,16 +55,30 @@ async fn create_change_remove_and_delete_on_an_ubuntu_node() {
     cluster
         .set_spec(
             &node.name,
-            &spec_for(0, &[(0, "10.10.0.6", "10.10.0.0/24"), (1, "10.11.0.5", "10.11.0.0/24")]),
+            &spec_for(
+                0,
+                &[
+                    (0, "10.10.0.6", "10.10.0.0/24"),
+                    (1, "10.11.0.5", "10.11.0.0/24"),
+                ],
+            ),
         )
         .await;
     let obj = cluster.wait_configured(&node.name).await;
     assert_eq!(obj.status.unwrap().observed_generation, Some(2));
     let addrs = cluster.addresses(&node.name);
-    assert!(addrs.contains("10.10.0.6/24") && !addrs.contains("10.10.0.5/"), "{addrs}");
+    assert!(
+        addrs.contains("10.10.0.6/24") && !addrs.contains("10.10.0.5/"),
+        "{addrs}"
+    );
 
     // Remove a NIC from the spec: its address and file go.
-    cluster.set_spec(&node.name, &spec_for(0, &[(0, "10.10.0.6", "10.10.0.0/24")])).await;
+    cluster
+        .set_spec(
+            &node.name,
+            &spec_for(0, &[(0, "10.10.0.6", "10.10.0.0/24")]),
+        )
+        .await;
     let obj = cluster.wait_configured(&node.name).await;
     assert_eq!(obj.status.unwrap().interfaces_ready.as_deref(), Some("1/1"));
     let addrs = cluster.addresses(&node.name);

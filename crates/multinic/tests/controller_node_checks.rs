@@ -10,7 +10,9 @@ use multinic_api::{MultiNicNodeConfig, NodeConfigState, StateReason};
 use std::time::Duration;
 
 fn reason_is(obj: &MultiNicNodeConfig, state: NodeConfigState, reason: StateReason) -> bool {
-    let Some(status) = obj.status.as_ref() else { return false };
+    let Some(status) = obj.status.as_ref() else {
+        return false;
+    };
     status.state == Some(state)
         && status.observed_generation == obj.metadata.generation
         && status
@@ -47,9 +49,16 @@ async fn instance_id_mismatch_fails_without_a_job_and_says_why() {
         .await;
     let message = &obj.status.unwrap().conditions[0].message;
     assert!(message.contains(&node.system_uuid), "{message}");
-    assert_eq!(cluster.requests("create", "jobs"), 0, "no Job for a mismatched node");
+    assert_eq!(
+        cluster.requests("create", "jobs"),
+        0,
+        "no Job for a mismatched node"
+    );
     let events = event_reasons(&cluster, &node.name).await;
-    assert!(events.iter().any(|(r, _)| r == "InstanceIdMismatch"), "{events:?}");
+    assert!(
+        events.iter().any(|(r, _)| r == "InstanceIdMismatch"),
+        "{events:?}"
+    );
     assert!(!cluster.addresses(&node.name).contains("10.20.0.5"));
     // Deleting it needs no cleanup Job either way; it goes.
     cluster.delete(&node.name).await;
@@ -62,9 +71,15 @@ async fn node_missing_then_appearing_is_configured() {
     let cluster = Cluster::start(1).await;
     let node = Cluster::node(0);
     let original = cluster.nodes().get(&node.name).await.unwrap();
-    cluster.nodes().delete(&node.name, &DeleteParams::default()).await.unwrap();
+    cluster
+        .nodes()
+        .delete(&node.name, &DeleteParams::default())
+        .await
+        .unwrap();
     let _controller = RunningController::start(cluster.client.clone(), test_config());
-    cluster.create(&node.name, spec_for(0, &[(0, "10.21.0.5", "10.21.0.0/24")])).await;
+    cluster
+        .create(&node.name, spec_for(0, &[(0, "10.21.0.5", "10.21.0.0/24")]))
+        .await;
     cluster
         .wait_for(&node.name, Duration::from_secs(30), |o| {
             reason_is(o, NodeConfigState::Pending, StateReason::NodeNotFound)
@@ -80,10 +95,18 @@ async fn node_missing_then_appearing_is_configured() {
         ..Default::default()
     };
     let status = fresh.status.take();
-    cluster.nodes().create(&PostParams::default(), &fresh).await.unwrap();
     cluster
         .nodes()
-        .patch_status(&node.name, &PatchParams::default(), &Patch::Merge(serde_json::json!({"status": status})))
+        .create(&PostParams::default(), &fresh)
+        .await
+        .unwrap();
+    cluster
+        .nodes()
+        .patch_status(
+            &node.name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": status})),
+        )
         .await
         .unwrap();
     cluster.wait_configured(&node.name).await;
@@ -111,7 +134,9 @@ async fn unknown_os_is_refused_until_the_node_reports_a_known_one() {
     };
     set_os("Debian GNU/Linux 12 (bookworm)").await;
     let _controller = RunningController::start(cluster.client.clone(), test_config());
-    cluster.create(&node.name, spec_for(0, &[(0, "10.22.0.5", "10.22.0.0/24")])).await;
+    cluster
+        .create(&node.name, spec_for(0, &[(0, "10.22.0.5", "10.22.0.0/24")]))
+        .await;
     let obj = cluster
         .wait_for(&node.name, Duration::from_secs(30), |o| {
             reason_is(o, NodeConfigState::Failed, StateReason::UnsupportedOS)
@@ -120,7 +145,10 @@ async fn unknown_os_is_refused_until_the_node_reports_a_known_one() {
     assert!(obj.status.unwrap().conditions[0].message.contains("Debian"));
     assert_eq!(cluster.requests("create", "jobs"), 0, "never guessed");
     let events = event_reasons(&cluster, &node.name).await;
-    assert!(events.iter().any(|(r, _)| r == "UnsupportedOS"), "{events:?}");
+    assert!(
+        events.iter().any(|(r, _)| r == "UnsupportedOS"),
+        "{events:?}"
+    );
 
     set_os("Ubuntu 22.04.4 LTS").await;
     cluster.wait_configured(&node.name).await;
@@ -134,15 +162,24 @@ async fn rhel_node_gets_keyfiles_and_cleanup_removes_them() {
     let _controller = RunningController::start(cluster.client.clone(), test_config());
     let node = Cluster::node(1);
     assert!(node.os_image.starts_with("Rocky Linux 9"));
-    cluster.create(&node.name, spec_for(1, &[(2, "10.23.0.5", "10.23.0.0/24")])).await;
+    cluster
+        .create(&node.name, spec_for(1, &[(2, "10.23.0.5", "10.23.0.0/24")]))
+        .await;
     cluster.wait_configured(&node.name).await;
     assert!(cluster.addresses(&node.name).contains("10.23.0.5/24"));
     let keyfiles = cluster.files(&node.name, "etc/NetworkManager/system-connections");
     assert_eq!(keyfiles, ["multinic2.nmconnection"]);
-    assert!(cluster.files(&node.name, "etc/netplan").is_empty(), "no netplan on RHEL");
+    assert!(
+        cluster.files(&node.name, "etc/netplan").is_empty(),
+        "no netplan on RHEL"
+    );
     cluster.delete(&node.name).await;
     cluster.wait_gone(&node.name).await;
-    assert!(cluster.files(&node.name, "etc/NetworkManager/system-connections").is_empty());
+    assert!(
+        cluster
+            .files(&node.name, "etc/NetworkManager/system-connections")
+            .is_empty()
+    );
     assert!(!cluster.addresses(&node.name).contains("10.23.0.5/"));
     cluster.sim.shutdown().await;
 }

@@ -79,7 +79,11 @@ pub struct ControllerArgs {
     #[arg(long, env = "POD_NAME")]
     pub instance: Option<String>,
     /// Agent image of the Jobs.
-    #[arg(long, env = "JOB_IMAGE", default_value = "ghcr.io/multinic/multinic:latest")]
+    #[arg(
+        long,
+        env = "JOB_IMAGE",
+        default_value = "ghcr.io/multinic/multinic:latest"
+    )]
     pub job_image: String,
     /// Image pull policy of the Jobs (Always, IfNotPresent, Never).
     #[arg(long, env = "JOB_PULL_POLICY")]
@@ -88,7 +92,12 @@ pub struct ControllerArgs {
     #[arg(long = "job-pull-secret")]
     pub job_pull_secrets: Vec<String>,
     /// Command that starts the agent in the image, comma-separated.
-    #[arg(long, env = "JOB_COMMAND", default_value = "multinic,agent", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "JOB_COMMAND",
+        default_value = "multinic,agent",
+        value_delimiter = ','
+    )]
     pub job_command: Vec<String>,
     /// The Jobs' backoffLimit (the controller retries by itself).
     #[arg(long, env = "JOB_BACKOFF_LIMIT", default_value_t = 0)]
@@ -105,10 +114,12 @@ pub struct ControllerArgs {
     pub job_tolerations: Vec<k8s_openapi::api::core::v1::Toleration>,
     /// Resource requests of the agent container, e.g. `cpu=10m,memory=32Mi`.
     #[arg(long, env = "JOB_REQUESTS", value_parser = config::parse_quantities)]
-    pub job_requests: Option<BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+    pub job_requests:
+        Option<BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
     /// Resource limits of the agent container, e.g. `memory=128Mi`.
     #[arg(long, env = "JOB_LIMITS", value_parser = config::parse_quantities)]
-    pub job_limits: Option<BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+    pub job_limits:
+        Option<BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
     /// Run the agent privileged (default: only CAP_NET_ADMIN).
     #[arg(long, env = "JOB_PRIVILEGED")]
     pub job_privileged: bool,
@@ -123,7 +134,8 @@ pub struct ControllerArgs {
 impl ControllerArgs {
     /// The library configuration these arguments describe.
     pub fn to_config(&self) -> anyhow::Result<ControllerConfig> {
-        let namespace = (!self.all_namespaces && !self.namespace.is_empty()).then(|| self.namespace.clone());
+        let namespace =
+            (!self.all_namespaces && !self.namespace.is_empty()).then(|| self.namespace.clone());
         let http_addr = match self.http_addr.as_str() {
             "off" | "" => None,
             addr => Some(
@@ -151,10 +163,12 @@ impl ControllerArgs {
         if self.job_command.is_empty() || self.job_command[0].is_empty() {
             anyhow::bail!("--job-command must name a program");
         }
-        let resources = (self.job_requests.is_some() || self.job_limits.is_some()).then(|| ResourceRequirements {
-            requests: self.job_requests.clone(),
-            limits: self.job_limits.clone(),
-            ..ResourceRequirements::default()
+        let resources = (self.job_requests.is_some() || self.job_limits.is_some()).then(|| {
+            ResourceRequirements {
+                requests: self.job_requests.clone(),
+                limits: self.job_limits.clone(),
+                ..ResourceRequirements::default()
+            }
         });
         Ok(ControllerConfig {
             namespace,

@@ -1,6 +1,7 @@
 //! Subcommand implementations and the process-wide setup they share (logging).
 
 pub mod agent;
+pub mod bench;
 pub mod controller;
 pub mod render;
 pub mod sim;

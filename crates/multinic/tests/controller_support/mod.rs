@@ -52,11 +52,17 @@ impl Cluster {
         .expect("starting the simulator");
         let client = sim.kube_client().expect("client");
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        let crd: CustomResourceDefinition = serde_yaml::from_str(&multinic_api::crd_yaml()).unwrap();
-        crds.create(&PostParams::default(), &crd).await.expect("creating the CRD");
+        let crd: CustomResourceDefinition =
+            serde_yaml::from_str(&multinic_api::crd_yaml()).unwrap();
+        crds.create(&PostParams::default(), &crd)
+            .await
+            .expect("creating the CRD");
         let namespaces: Api<Namespace> = Api::all(client.clone());
         let ns = serde_json::from_value(serde_json::json!({"metadata": {"name": NS}})).unwrap();
-        namespaces.create(&PostParams::default(), &ns).await.expect("creating the namespace");
+        namespaces
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("creating the namespace");
         Self { sim, client }
     }
 
@@ -105,7 +111,12 @@ impl Cluster {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut last = None;
         while tokio::time::Instant::now() < deadline {
-            match self.configs().get_opt(name).await.expect("reading the resource") {
+            match self
+                .configs()
+                .get_opt(name)
+                .await
+                .expect("reading the resource")
+            {
                 Some(obj) if pred(&obj) => return obj,
                 other => last = other,
             }
@@ -137,7 +148,10 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let left = self.configs().get_opt(name).await.unwrap();
-        panic!("{name} was not deleted: {:?}", left.map(|o| (o.metadata.finalizers, o.status)));
+        panic!(
+            "{name} was not deleted: {:?}",
+            left.map(|o| (o.metadata.finalizers, o.status))
+        );
     }
 
     pub async fn delete(&self, name: &str) {
@@ -161,7 +175,11 @@ impl Cluster {
     pub fn files(&self, node: &str, dir: &str) -> Vec<String> {
         let path = self.sim.node_root(node).join(dir);
         let mut names: Vec<String> = std::fs::read_dir(&path)
-            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         names.sort();
         names
