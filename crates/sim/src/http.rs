@@ -286,7 +286,13 @@ fn patch(
     let result = st.store.modify(rt, ns, name, target, |cur| {
         let mut o = patch::apply_patch(kind, cur, &patch_doc)?;
         if let Some(m) = &manager {
-            patch::record_manager(&mut o, m, apply, status);
+            let fields = if apply {
+                patch::drop_released_fields(&mut o, cur, m, status, &patch_doc);
+                patch::field_set(&patch_doc)
+            } else {
+                json!({})
+            };
+            patch::record_manager(&mut o, m, apply, status, fields);
         }
         Ok(o)
     });
@@ -296,7 +302,8 @@ fn patch(
             let mut obj = patch_doc;
             meta::meta_mut(&mut obj).insert("name".into(), json!(name));
             if let Some(m) = &manager {
-                patch::record_manager(&mut obj, m, true, false);
+                let fields = patch::field_set(&obj);
+                patch::record_manager(&mut obj, m, true, false, fields);
             }
             st.store.create(rt, ns, obj)
         }
@@ -388,7 +395,7 @@ async fn collection(
             let mut obj = decode_body(headers, body)?;
             if let Some(m) = q.get("fieldManager") {
                 obj["apiVersion"] = json!(rt.api_version());
-                patch::record_manager(&mut obj, m, false, false);
+                patch::record_manager(&mut obj, m, false, false, json!({}));
             }
             let created = store.create(rt, ns, obj)?;
             Ok(json_response(201, &render(&created, shape)))

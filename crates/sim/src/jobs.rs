@@ -123,11 +123,19 @@ impl JobController {
 
     fn owned_pods(&self, job: &Value) -> Vec<Value> {
         let uid = meta::uid(job);
+        // Select by the controller-uid label first so only this Job's pods are copied.
+        let selectors = crate::selectors::Selectors {
+            labels: crate::selectors::LabelSelector::parse(&format!(
+                "batch.kubernetes.io/controller-uid={uid}"
+            ))
+            .unwrap_or_default(),
+            fields: Default::default(),
+        };
         self.store
             .list(
                 &self.pods,
                 Some(meta::namespace(job)),
-                &Default::default(),
+                &selectors,
                 None,
                 None,
             )

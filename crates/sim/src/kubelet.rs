@@ -326,21 +326,19 @@ impl Kubelet {
             .cloned()
             .unwrap_or_default();
         let nodes_rt = core(&self.store, "nodes");
-        let Ok(page) = self
-            .store
-            .list(&nodes_rt, None, &Default::default(), None, None)
-        else {
+        // The store filters before copying, so a hostname selector copies one node, not all.
+        let wanted: Vec<String> = selector
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+            .collect();
+        let selectors = crate::selectors::Selectors {
+            labels: crate::selectors::LabelSelector::parse(&wanted.join(",")).unwrap_or_default(),
+            fields: Default::default(),
+        };
+        let Ok(page) = self.store.list(&nodes_rt, None, &selectors, None, None) else {
             return;
         };
-        let fits: Vec<&Value> = page
-            .items
-            .iter()
-            .filter(|n| {
-                selector
-                    .iter()
-                    .all(|(k, v)| n.pointer("/metadata/labels").and_then(|l| l.get(k)) == Some(v))
-            })
-            .collect();
+        let fits: Vec<&Value> = page.items.iter().collect();
         if fits.is_empty() {
             return;
         }

@@ -1,6 +1,9 @@
 //! PATCH bodies: JSON patch (RFC 6902, including `test`), JSON merge patch (RFC 7386),
-//! strategic merge patch (treated as a merge patch: lists are replaced), and server-side apply
-//! (the applied object merged over the live one, with a minimal managedFields record).
+//! strategic merge patch (treated as a merge patch: lists are replaced), and server-side apply:
+//! the applied object is merged over the live one, fields this manager applied before and
+//! now omits are removed (unless another applier owns them), and managedFields records each
+//! applier's field set in FieldsV1 form (lists are atomic). Apply conflicts are not detected:
+//! every apply behaves as if `force=true`.
 
 use crate::error::ApiError;
 use crate::meta;
@@ -97,9 +100,133 @@ fn strip_directives(v: &mut Value) {
     }
 }
 
+/// Identity fields that are not part of an applier's field set.
+const IDENTITY: [&str; 7] = [
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "managedFields",
+    "creationTimestamp",
+    "generation",
+];
+
+/// The field set of an applied document in FieldsV1 form: object keys become `f:<key>` and
+/// recurse; scalars and lists are leaves (`{}`).
+pub fn field_set(applied: &Value) -> Value {
+    fn walk(v: &Value) -> Value {
+        match v {
+            Value::Object(m) if !m.is_empty() => {
+                Value::Object(m.iter().map(|(k, v)| (format!("f:{k}"), walk(v))).collect())
+            }
+            _ => json!({}),
+        }
+    }
+    let mut doc = applied.clone();
+    if let Some(o) = doc.as_object_mut() {
+        o.remove("apiVersion");
+        o.remove("kind");
+        if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+            IDENTITY.iter().for_each(|k| {
+                m.remove(*k);
+            });
+            if m.is_empty() {
+                o.remove("metadata");
+            }
+        }
+    }
+    walk(&doc)
+}
+
+fn leaf_paths(set: &Value, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    match set.as_object() {
+        Some(m) if !m.is_empty() => {
+            for (k, v) in m {
+                prefix.push(k.trim_start_matches("f:").to_string());
+                leaf_paths(v, prefix, out);
+                prefix.pop();
+            }
+        }
+        _ if !prefix.is_empty() => out.push(prefix.clone()),
+        _ => {}
+    }
+}
+
+/// Whether a field set covers `path` (the path itself, a descendant or an atomic ancestor).
+fn covers(set: &Value, path: &[String]) -> bool {
+    let mut node = set;
+    for key in path {
+        match node.as_object() {
+            Some(m) if m.is_empty() => return true,
+            Some(m) => match m.get(&format!("f:{key}")) {
+                Some(next) => node = next,
+                None => return false,
+            },
+            None => return false,
+        }
+    }
+    true
+}
+
+fn remove_path(obj: &mut Value, path: &[String]) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut node = obj;
+    for key in parents {
+        match node.get_mut(key.as_str()) {
+            Some(next) => node = next,
+            None => return,
+        }
+    }
+    if let Some(m) = node.as_object_mut() {
+        m.remove(last);
+    }
+}
+
+fn apply_entries(obj: &Value) -> Vec<Value> {
+    obj.pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e["operation"] == json!("Apply"))
+        .collect()
+}
+
+/// After an apply by `manager`: removes from `merged` the fields that manager's previous apply
+/// (as recorded in `live`) owned, that the new apply omits and no other applier owns.
+pub fn drop_released_fields(
+    merged: &mut Value,
+    live: &Value,
+    manager: &str,
+    status: bool,
+    applied: &Value,
+) {
+    let new_set = field_set(applied);
+    let entries = apply_entries(live);
+    let mine =
+        |e: &&Value| e["manager"] == json!(manager) && e.get("subresource").is_some() == status;
+    let Some(previous) = entries.iter().find(mine) else {
+        return;
+    };
+    let others: Vec<&Value> = entries
+        .iter()
+        .filter(|e| !mine(e))
+        .map(|e| &e["fieldsV1"])
+        .collect();
+    let mut paths = Vec::new();
+    leaf_paths(&previous["fieldsV1"], &mut Vec::new(), &mut paths);
+    for path in paths {
+        if !covers(&new_set, &path) && !others.iter().any(|o| covers(o, &path)) {
+            remove_path(merged, &path);
+        }
+    }
+}
+
 /// Records (replacing any earlier entry of the same manager, operation and subresource) that
-/// `manager` wrote this object.
-pub fn record_manager(obj: &mut Value, manager: &str, apply: bool, status: bool) {
+/// `manager` wrote this object; `fields` is the FieldsV1 set for an apply, `{}` otherwise.
+pub fn record_manager(obj: &mut Value, manager: &str, apply: bool, status: bool, fields: Value) {
     let operation = if apply { "Apply" } else { "Update" };
     let api_version = obj.get("apiVersion").cloned().unwrap_or(Value::Null);
     let mut entry = json!({
@@ -108,7 +235,7 @@ pub fn record_manager(obj: &mut Value, manager: &str, apply: bool, status: bool)
         "apiVersion": api_version,
         "time": meta::now(),
         "fieldsType": "FieldsV1",
-        "fieldsV1": {},
+        "fieldsV1": fields,
     });
     if status {
         entry["subresource"] = json!("status");
@@ -157,9 +284,35 @@ mod tests {
     #[test]
     fn managers_are_recorded_once() {
         let mut o = json!({"apiVersion": "v1", "metadata": {}});
-        record_manager(&mut o, "ctl", true, false);
-        record_manager(&mut o, "ctl", true, false);
-        record_manager(&mut o, "ctl", true, true);
+        record_manager(&mut o, "ctl", true, false, json!({}));
+        record_manager(&mut o, "ctl", true, false, json!({}));
+        record_manager(&mut o, "ctl", true, true, json!({}));
         assert_eq!(o["metadata"]["managedFields"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn apply_releases_fields_the_manager_dropped() {
+        let first = json!({"apiVersion": "v1", "metadata": {"name": "x"}, "spec": {"a": 1, "b": 2, "list": [1]}});
+        assert_eq!(
+            field_set(&first),
+            json!({"f:spec": {"f:a": {}, "f:b": {}, "f:list": {}}})
+        );
+        let mut live = apply_patch(PatchKind::Apply, &json!({"spec": {"c": 3}}), &first).unwrap();
+        record_manager(&mut live, "me", true, false, field_set(&first));
+        record_manager(
+            &mut live,
+            "other",
+            true,
+            false,
+            json!({"f:spec": {"f:b": {}}}),
+        );
+        let second = json!({"spec": {"a": 5}});
+        let mut merged = apply_patch(PatchKind::Apply, &live, &second).unwrap();
+        drop_released_fields(&mut merged, &live, "me", false, &second);
+        assert_eq!(
+            merged["spec"],
+            json!({"a": 5, "b": 2, "c": 3}),
+            "list released; b kept (other owns it); c never applied"
+        );
     }
 }

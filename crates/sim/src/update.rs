@@ -74,6 +74,10 @@ impl Store {
                         r.as_object_mut().map(|o| o.remove("status"));
                     }
                 }
+                // A status write still records who wrote it.
+                if let Some(mf) = new.pointer("/metadata/managedFields") {
+                    meta::meta_mut(&mut r).insert("managedFields".into(), mf.clone());
+                }
                 r
             }
             Target::Main => {

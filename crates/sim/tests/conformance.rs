@@ -13,7 +13,7 @@
 //! | custom resources validated against openAPIV3Schema: 422 with field causes | `schema_violations_are_422_with_field_causes` |
 //! | schema defaults and pruning of unknown fields | `unknown_fields_are_pruned` |
 //! | JSON merge patch, JSON patch with `test`, strategic merge | `merge_json_and_strategic_patches` |
-//! | server-side apply with fieldManager and force, also on status | `server_side_apply_creates_updates_and_records_managers` |
+//! | server-side apply with fieldManager and force, also on status; released fields removed; managedFields | `server_side_apply_creates_updates_and_records_managers` |
 
 mod common;
 
@@ -439,4 +439,47 @@ async fn server_side_apply_creates_updates_and_records_managers() {
         .unwrap_err(),
     );
     assert_eq!(err.code, 400, "apply needs a field manager");
+    // A field the controller applied before and now omits is released (removed); a field
+    // another applier owns stays.
+    let ctl = PatchParams::apply("multinic-controller").force();
+    let st = |status: serde_json::Value| {
+        Patch::Apply(
+            json!({"apiVersion": "multinic.io/v1alpha1", "kind": "MultiNicNodeConfig", "status": status}),
+        )
+    };
+    api.patch_status(
+        "w1",
+        &ctl,
+        &st(json!({"state": "InProgress", "lastJobName": "job-1"})),
+    )
+    .await
+    .unwrap();
+    let other = PatchParams::apply("someone-else").force();
+    api.patch_status("w1", &other, &st(json!({"interfacesReady": "0/1"})))
+        .await
+        .unwrap();
+    let after = api
+        .patch_status("w1", &ctl, &st(json!({"state": "Configured"})))
+        .await
+        .unwrap();
+    let status = after.status.unwrap();
+    assert_eq!(status.state.unwrap().as_str(), "Configured");
+    assert_eq!(status.last_job_name, None, "released by its applier");
+    assert_eq!(
+        status.interfaces_ready.as_deref(),
+        Some("0/1"),
+        "owned by another applier"
+    );
+    let entries = after.metadata.managed_fields.unwrap();
+    let ctl_entry = entries
+        .iter()
+        .find(|e| {
+            e.manager.as_deref() == Some("multinic-controller")
+                && e.subresource.as_deref() == Some("status")
+        })
+        .unwrap();
+    assert_eq!(
+        ctl_entry.fields_v1.as_ref().unwrap().0,
+        json!({"f:status": {"f:state": {}}})
+    );
 }
