@@ -138,6 +138,16 @@ def check_service_monitor(objects: list[dict[str, Any]]) -> None:
             expect(endpoint["port"] in ports, f"ServiceMonitor scrapes unknown port {endpoint}")
 
 
+def check_crd_lifecycle(objects: list[dict[str, Any]]) -> None:
+    """The CRD lives only in crds/ (installed once, never upgraded or deleted by Helm): no
+    template renders one, and no hook exists that could delete and re-create it."""
+    for obj in objects:
+        expect(obj["kind"] != "CustomResourceDefinition", "a template renders the CRD")
+        annotations = obj["metadata"].get("annotations") or {}
+        hooks = [k for k in annotations if k.startswith("helm.sh/hook")]
+        expect(not hooks, f"{obj['kind']}/{obj['metadata']['name']} is a Helm hook: {hooks}")
+
+
 def check_controller_pod(objects: list[dict[str, Any]]) -> None:
     """Hardening of the controller: non-root, read-only root, no capabilities, seccomp."""
     for deployment in by_kind(objects, "Deployment"):
@@ -337,6 +347,7 @@ def check(out: Path) -> None:
             objects = render(case_values(case))
             n = kubernetes_validate(objects, out / case)
             check_service_monitor(objects)
+            check_crd_lifecycle(objects)
             check_controller_pod(objects)
             check_daemonset(objects)
             kinds = sorted({o["kind"] for o in objects})
