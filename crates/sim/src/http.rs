@@ -55,6 +55,8 @@ pub struct AppState {
     pub bookmark_interval: Duration,
     /// Flips to true when the server shuts down; open watches end.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Where the kubelet keeps per-pod directories (`<dir>/<ns>/<pod>/log`).
+    pub pods_dir: std::path::PathBuf,
 }
 
 /// The router serving every path.
@@ -207,6 +209,14 @@ async fn resource(
     if path.namespace.is_some() && !rt.namespaced {
         return Err(ApiError::no_route(&path.plural));
     }
+    if path.subresource.as_deref() == Some("log") && rt.group.is_empty() && rt.plural == "pods" {
+        return pod_log(
+            st,
+            path.namespace.as_deref(),
+            path.name.as_deref().unwrap_or(""),
+            method,
+        );
+    }
     let target = match path.subresource.as_deref() {
         None => Target::Main,
         Some("status") if rt.status_subresource => Target::Status,
@@ -256,6 +266,31 @@ async fn resource(
         other => render(&obj, other),
     };
     Ok(json_response(200, &obj))
+}
+
+/// `pods/<name>/log`: the container's output as the process runner captured it.
+fn pod_log(
+    st: &AppState,
+    ns: Option<&str>,
+    name: &str,
+    method: &Method,
+) -> Result<Response, ApiError> {
+    if *method != Method::GET {
+        return Err(ApiError::method_not_allowed("pods/log only supports GET"));
+    }
+    st.counters.bump("get", "pods/log");
+    let pods = st
+        .store
+        .lookup("", "v1", "pods")
+        .ok_or_else(|| ApiError::no_route("pods"))?;
+    let pod = st.store.get(&pods, ns, name)?;
+    let path = st
+        .pods_dir
+        .join(meta::namespace(&pod))
+        .join(name)
+        .join("log");
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], text).into_response())
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -144,6 +144,7 @@ pub(crate) async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
         server: format!("127.0.0.1:{port}"),
         bookmark_interval: config.bookmark_interval,
         shutdown: shutdown_rx.clone(),
+        pods_dir: work_dir.join("pods"),
     };
     let mut stop = shutdown_rx.clone();
     runtime.tasks.push(tokio::spawn(async move {

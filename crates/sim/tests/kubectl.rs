@@ -1,6 +1,6 @@
 //! The machine's real kubectl against the simulator: `get nodes`, `apply -f` of the CRD and of
 //! a custom resource, `get -o yaml`, `label`, `wait --for=condition/jsonpath`, `delete`, and a
-//! custom resource that breaks its schema being refused with the field named.
+//! custom resource that breaks its schema being refused with the field named; `logs` of a pod.
 
 mod common;
 
@@ -297,4 +297,36 @@ async fn resource_breaking_its_schema_is_refused() {
         "nothing was stored: {}",
         out.stdout
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_of_a_process_pod() {
+    let config = SimConfig {
+        runner: multinic_sim::RunnerChoice::Process {
+            agent_binary: "/bin/false".into(),
+        },
+        ..SimConfig::with_nodes(1)
+    };
+    let sim = Sim::start(config).await.unwrap();
+    let pod = write(
+        &sim.work_dir,
+        "pod.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: talker\nspec:\n  nodeName: sim-node-0\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: busybox\n    command: [sh, -c, 'echo hello from $HOSTNAME']\n",
+    );
+    let out = kubectl_async(&sim, &["apply", "-f", &pod.display().to_string()]).await;
+    assert!(out.ok, "{}", out.stderr);
+    let out = kubectl_async(
+        &sim,
+        &[
+            "wait",
+            "--for=jsonpath={.status.phase}=Succeeded",
+            "pod/talker",
+            "--timeout=20s",
+        ],
+    )
+    .await;
+    assert!(out.ok, "{}", out.stderr);
+    let out = kubectl_async(&sim, &["logs", "talker"]).await;
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "hello from talker");
 }

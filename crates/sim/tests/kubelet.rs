@@ -13,6 +13,7 @@
 //! | activeDeadlineSeconds fails the Job and stops its pod | `active_deadline_fails_the_job` |
 //! | ttlSecondsAfterFinished deletes the finished Job and its Pods | `ttl_deletes_finished_jobs` |
 //! | nodes backed by network namespaces with fa:16:3e veth NICs; gone after shutdown | `netns_nodes_have_veth_nics_and_vanish_on_shutdown` |
+//! | shutdown ends every process it started and removes its directories | `shutdown_stops_running_pods` |
 
 mod common;
 
@@ -448,4 +449,47 @@ async fn netns_nodes_have_veth_nics_and_vanish_on_shutdown() {
     );
     sim.shutdown().await;
     assert!(!netns_list().contains(&ns), "namespace removed on shutdown");
+}
+
+fn processes_with(marker: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|c| String::from_utf8_lossy(c).contains(marker))
+        .count()
+}
+
+#[tokio::test]
+async fn shutdown_stops_running_pods() {
+    let config = SimConfig {
+        runner: RunnerChoice::Process {
+            agent_binary: "/bin/false".into(),
+        },
+        ..SimConfig::with_nodes(1)
+    };
+    let sim = Sim::start(config).await.unwrap();
+    let client = sim.kube_client().unwrap();
+    let marker = format!("sim-marker-{}", std::process::id());
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    let container = json!({"name": "c", "image": "x", "command": ["sh", "-c", format!("sleep 300; echo {marker}")]});
+    jobs.create(
+        &PostParams::default(),
+        &job("sleeper", "sim-node-0", container, json!({}), json!([])),
+    )
+    .await
+    .unwrap();
+    eventually(10, "the pod's process runs", || {
+        let m = marker.clone();
+        async move { (processes_with(&m) > 0).then_some(()) }
+    })
+    .await;
+    let work_dir = sim.work_dir.clone();
+    sim.shutdown().await;
+    eventually(5, "the process is gone", || {
+        let m = marker.clone();
+        async move { (processes_with(&m) == 0).then_some(()) }
+    })
+    .await;
+    assert!(!work_dir.exists(), "the work directory is removed");
 }
