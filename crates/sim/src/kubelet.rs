@@ -174,7 +174,10 @@ pub(crate) async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
             None
         };
         let root = work_dir.join("nodes").join(&spec.name).join("root");
-        mkdir(&root)?;
+        for dir in spec.config_dirs() {
+            mkdir(&root.join(dir))?;
+        }
+        write(&root.join("etc/os-release"), &spec.os_release())?;
         store.create(&nodes_rt, None, spec.object())?;
         let status = spec.status();
         store.modify(&nodes_rt, None, &spec.name, Target::Status, |cur| {

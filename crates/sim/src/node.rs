@@ -67,6 +67,32 @@ impl NodeSpec {
         })
     }
 
+    /// `/etc/os-release` matching [`NodeSpec::os_image`], as the node's root holds it.
+    pub fn os_release(&self) -> String {
+        let (name, id, like, version) = if self.os_image.starts_with("Ubuntu") {
+            ("Ubuntu", "ubuntu", "debian", "22.04")
+        } else {
+            ("Rocky Linux", "rocky", "rhel centos fedora", "9.3")
+        };
+        format!(
+            "NAME=\"{name}\"\nID={id}\nID_LIKE=\"{like}\"\nVERSION_ID=\"{version}\"\nPRETTY_NAME=\"{}\"\n",
+            self.os_image
+        )
+    }
+
+    /// Directories the node's OS has for network configuration.
+    pub fn config_dirs(&self) -> &'static [&'static str] {
+        if self.os_image.starts_with("Ubuntu") {
+            &["etc/netplan", "etc/systemd/network"]
+        } else {
+            &[
+                "etc/NetworkManager/system-connections",
+                "etc/sysconfig/network-scripts",
+                "etc/systemd/network",
+            ]
+        }
+    }
+
     /// The status the kubelet reports: Ready, addresses and nodeInfo.
     pub fn status(&self) -> Value {
         let now = crate::meta::now();

@@ -275,6 +275,7 @@ pub fn prepare(pod: &Value, node: &NodeContext, pod_dir: &Path) -> Result<PodRun
         env,
         pod_dir: pod_dir.to_path_buf(),
         termination_log,
+        node_root: node.root.clone(),
     })
 }
 

@@ -3,6 +3,7 @@
 //! successful agent report computed from the Job's `MULTINIC_NODE_SPEC`.
 
 use futures::future::BoxFuture;
+use multinic_api::report::env as agent_env;
 use multinic_api::report::{AgentAction, AgentReport, REPORT_VERSION, ReportInterface, env};
 use multinic_api::{InterfaceReason, MultiNicNodeConfigSpec};
 use std::path::PathBuf;
@@ -27,6 +28,8 @@ pub struct PodRun {
     pub pod_dir: PathBuf,
     /// Host file standing in for the container's terminationMessagePath.
     pub termination_log: PathBuf,
+    /// The node's root directory (its stand-in for `/`).
+    pub node_root: PathBuf,
 }
 
 /// How a container ended.
@@ -63,17 +66,22 @@ impl ProcessRunner {
         }
     }
 
-    fn program(&self, command: &[String]) -> Vec<String> {
+    /// The argv to run, and whether it is the agent.
+    fn program(&self, command: &[String]) -> (Vec<String>, bool) {
         let mut argv = command.to_vec();
-        match argv.first() {
+        let agent = match argv.first() {
             Some(first) if first.rsplit('/').next() == Some("multinic") => {
                 argv[0] = self.agent_binary.display().to_string();
+                true
             }
-            Some(_) => {}
+            Some(_) => false,
             // No command: the image's entrypoint, which is `multinic`.
-            None => argv.push(self.agent_binary.display().to_string()),
-        }
-        argv
+            None => {
+                argv.push(self.agent_binary.display().to_string());
+                true
+            }
+        };
+        (argv, agent)
     }
 }
 
@@ -84,8 +92,22 @@ fn tail(s: &str, max_lines: usize) -> String {
 
 impl PodRunner for ProcessRunner {
     fn run(&self, pod: PodRun) -> BoxFuture<'static, RunOutcome> {
-        let argv = self.program(&pod.command);
+        let (argv, agent) = self.program(&pod.command);
         let path = self.path.clone();
+        let mut env = pod.env.clone();
+        if agent {
+            // The agent's own defaults (`/` and `/dev/termination-log`) are container paths no
+            // arg or env names, so nothing maps them; point them into the node instead of at
+            // this machine.
+            for (name, value) in [
+                (agent_env::ROOT, &pod.node_root),
+                (agent_env::REPORT, &pod.termination_log),
+            ] {
+                if !env.iter().any(|(k, _)| k == name) {
+                    env.push((name.to_string(), value.display().to_string()));
+                }
+            }
+        }
         Box::pin(async move {
             let log_path = pod.pod_dir.join("log");
             let failed = |msg: String| RunOutcome {
@@ -115,7 +137,7 @@ impl PodRunner for ProcessRunner {
             cmd.env_clear()
                 .env("PATH", path)
                 .env("HOSTNAME", &pod.pod)
-                .envs(pod.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                 .current_dir(&pod.pod_dir)
                 .stdin(Stdio::null())
                 .stdout(Stdio::from(log))
