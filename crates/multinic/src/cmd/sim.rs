@@ -62,7 +62,10 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     rt.block_on(async move {
         let sim = Sim::start(config).await.context("starting the simulator")?;
         let kubeconfig = sim.kubeconfig_path.display();
-        println!("multinic sim serving the Kubernetes API at {}", sim.base_url);
+        println!(
+            "multinic sim serving the Kubernetes API at {}",
+            sim.base_url
+        );
         println!("kubeconfig: {kubeconfig}");
         println!("try:        kubectl --kubeconfig {kubeconfig} get nodes");
         println!("   or:      export KUBECONFIG={kubeconfig}");
