@@ -13,6 +13,7 @@ use netlink_packet_route::route::{RouteProtocol, RouteScope};
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Errno values a delete may meet when the object is already gone.
 const GONE: [i32; 3] = [
@@ -27,13 +28,12 @@ mod libc_errno {
     pub const EADDRNOTAVAIL: i32 = 99;
 }
 
-/// Sends changes and counts writes; optionally fails on purpose after N writes.
+/// Sends changes and counts writes; optionally fails on purpose after N writes. Counters are
+/// atomic so the change lists of several NICs can run concurrently.
 pub(crate) struct Writer<'a> {
     handle: &'a Handle,
-    /// Netlink writes so far.
-    pub netlink: u64,
-    /// File writes so far.
-    pub files: u64,
+    netlink: AtomicU64,
+    files: AtomicU64,
     fail_after: Option<u64>,
 }
 
@@ -41,10 +41,20 @@ impl<'a> Writer<'a> {
     pub fn new(handle: &'a Handle, fail_after: Option<u64>) -> Self {
         Self {
             handle,
-            netlink: 0,
-            files: 0,
+            netlink: AtomicU64::new(0),
+            files: AtomicU64::new(0),
             fail_after,
         }
+    }
+
+    /// Netlink writes so far.
+    pub fn netlink(&self) -> u64 {
+        self.netlink.load(Ordering::Relaxed)
+    }
+
+    /// File writes so far.
+    pub fn files(&self) -> u64 {
+        self.files.load(Ordering::Relaxed)
     }
 
     /// Stops injecting faults (for the revert phase).
@@ -52,16 +62,19 @@ impl<'a> Writer<'a> {
         self.fail_after = None;
     }
 
-    /// Fails when the fault hook says this write must fail.
-    pub fn check_fault(&self) -> Result<(), EngineError> {
-        match self.fail_after {
-            Some(n) if self.netlink + self.files >= n => Err(EngineError::InjectedFault(n)),
-            _ => Ok(()),
+    /// Counts one write, or fails when the fault hook says this write must fail.
+    fn count(&self, counter: &AtomicU64) -> Result<(), EngineError> {
+        if let Some(n) = self.fail_after
+            && self.netlink() + self.files() >= n
+        {
+            return Err(EngineError::InjectedFault(n));
         }
+        counter.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Runs `changes` in order. On failure returns the position of the change that failed.
-    pub async fn execute(&mut self, changes: &[Change]) -> Result<(), (usize, EngineError)> {
+    pub async fn execute(&self, changes: &[Change]) -> Result<(), (usize, EngineError)> {
         let mut i = 0;
         while i < changes.len() {
             // Gather a run of link edits on the same link into one message.
@@ -82,8 +95,8 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
-    async fn set_link(&mut self, index: u32, edits: &[Change]) -> Result<(), EngineError> {
-        self.check_fault()?;
+    async fn set_link(&self, index: u32, edits: &[Change]) -> Result<(), EngineError> {
+        self.count(&self.netlink)?;
         let mut builder = LinkUnspec::new_with_index(index);
         let mut extra = Vec::new();
         let mut what = Vec::new();
@@ -102,7 +115,6 @@ impl<'a> Writer<'a> {
         }
         let mut message = LinkMessageBuilder::build(builder);
         message.attributes.extend(extra);
-        self.netlink += 1;
         self.handle
             .link()
             .set(message)
@@ -111,9 +123,16 @@ impl<'a> Writer<'a> {
             .map_err(|e| EngineError::netlink(what.join(", "), e))
     }
 
-    async fn one(&mut self, change: &Change) -> Result<(), EngineError> {
-        self.check_fault()?;
-        self.netlink += 1;
+    async fn one(&self, change: &Change) -> Result<(), EngineError> {
+        if edit_index(change).is_some() {
+            return self
+                .set_link(
+                    change.link_index().unwrap_or_default(),
+                    std::slice::from_ref(change),
+                )
+                .await;
+        }
+        self.count(&self.netlink)?;
         let handle = self.handle;
         let what = change.to_string();
         let result = match change {
@@ -160,31 +179,17 @@ impl<'a> Writer<'a> {
             Change::RemoveRule(rule) => {
                 tolerate_gone(handle.rule().del(rule_message(rule)).execute().await)
             }
-            Change::Rename { index, .. }
-            | Change::Mtu { index, .. }
-            | Change::Sysctls { index, .. }
-            | Change::LinkUp { index } => {
-                self.netlink -= 1;
-                return self.set_link(*index, std::slice::from_ref(change)).await;
-            }
+            Change::Rename { .. }
+            | Change::Mtu { .. }
+            | Change::Sysctls { .. }
+            | Change::LinkUp { .. } => unreachable!("sent by set_link"),
         };
         result.map_err(|e| EngineError::netlink(what, e))
     }
 
     /// Commits a staged file batch; every op is counted and subject to the fault hook.
-    pub fn commit_files(
-        &mut self,
-        staged: crate::files::Staged,
-    ) -> Result<(), (usize, EngineError)> {
-        let (fail_after, netlink) = (self.fail_after, self.netlink);
-        let count = &mut self.files;
-        staged.commit(|| {
-            if let Some(n) = fail_after.filter(|n| netlink + *count >= *n) {
-                return Err(EngineError::InjectedFault(n));
-            }
-            *count += 1;
-            Ok(())
-        })
+    pub fn commit_files(&self, staged: crate::files::Staged) -> Result<(), (usize, EngineError)> {
+        staged.commit(|| self.count(&self.files))
     }
 }
 

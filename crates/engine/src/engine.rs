@@ -12,6 +12,7 @@ use crate::plan::{Change, FileChange, NicAction, NicPlan, Plan};
 use crate::probe::probe;
 use crate::revert::{FileSnapshot, revert_changes};
 use crate::state::KernelState;
+use futures::future::join_all;
 use multinic_api::{InterfaceReason, MacAddress};
 use multinic_netconf::{DesiredNode, OwnedFile, render};
 use rtnetlink::Handle;
@@ -160,7 +161,7 @@ impl Engine {
             let (root, ops) = (self.config.root.clone(), file_ops(&plan.files));
             tokio::task::spawn_blocking(move || files::stage(&root, &ops))
         });
-        let mut failure = self.apply_kernel(&mut writer, &plan).await;
+        let mut failure = self.apply_kernel(&writer, &plan).await;
         if failure.is_none() && plan.kernel_changes() > 0 {
             failure = self.verify(desired, owned, &plan).await?;
         }
@@ -196,7 +197,7 @@ impl Engine {
             }
         }
         if failure.is_none()
-            && writer.netlink + writer.files > 0
+            && writer.netlink() + writer.files() > 0
             && let Some(config) = &self.config.probe
             && let Err(message) = probe(config).await
         {
@@ -228,8 +229,8 @@ impl Engine {
             nics,
             plan,
             writes: WriteCounts {
-                netlink: writer.netlink,
-                files: writer.files,
+                netlink: writer.netlink(),
+                files: writer.files(),
             },
             rolled_back,
             failure: failure_text,
@@ -237,7 +238,7 @@ impl Engine {
     }
 
     /// Parking, orphans, stale table entries, then the NICs to configure.
-    async fn apply_kernel(&self, writer: &mut Writer<'_>, plan: &Plan) -> Option<Failure> {
+    async fn apply_kernel(&self, writer: &Writer<'_>, plan: &Plan) -> Option<Failure> {
         let fail = |nic: Option<&NicPlan>, change: Option<&Change>, e: EngineError| Failure {
             nic: nic.map(|n| n.name.clone()),
             reason: InterfaceReason::ApplyFailed,
@@ -263,12 +264,16 @@ impl Engine {
         if let Err((i, e)) = writer.execute(&plan.stale).await {
             return Some(fail(None, plan.stale.get(i), e));
         }
-        for nic in plan
+        // NICs are independent once parked names are out of the way: run them concurrently,
+        // so the kernel's work on one overlaps the round trips of the others.
+        let configure: Vec<&NicPlan> = plan
             .nics
             .iter()
             .filter(|n| n.action == NicAction::Configure)
-        {
-            if let Err((i, e)) = writer.execute(&nic.changes).await {
+            .collect();
+        let results = join_all(configure.iter().map(|nic| writer.execute(&nic.changes))).await;
+        for (nic, result) in configure.iter().zip(results) {
+            if let Err((i, e)) = result {
                 return Some(fail(Some(nic), nic.changes.get(i), e));
             }
         }
