@@ -13,6 +13,7 @@ use netlink_packet_route::route::{RouteProtocol, RouteScope};
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Errno values a delete may meet when the object is already gone.
@@ -28,49 +29,74 @@ mod libc_errno {
     pub const EADDRNOTAVAIL: i32 = 99;
 }
 
-/// Sends changes and counts writes; optionally fails on purpose after N writes. Counters are
-/// atomic so the change lists of several NICs can run concurrently.
-pub(crate) struct Writer<'a> {
-    handle: &'a Handle,
+/// Write counters shared by the netlink writer and the file batch (which runs on a blocking
+/// thread at the same time), with the test-only fault hook.
+#[derive(Debug)]
+pub(crate) struct Counters {
     netlink: AtomicU64,
     files: AtomicU64,
-    fail_after: Option<u64>,
+    /// Fail the write after this many; `u64::MAX` when disarmed.
+    fail_after: AtomicU64,
 }
 
-impl<'a> Writer<'a> {
-    pub fn new(handle: &'a Handle, fail_after: Option<u64>) -> Self {
-        Self {
-            handle,
+impl Counters {
+    pub fn new(fail_after: Option<u64>) -> Arc<Self> {
+        Arc::new(Self {
             netlink: AtomicU64::new(0),
             files: AtomicU64::new(0),
-            fail_after,
-        }
+            fail_after: AtomicU64::new(fail_after.unwrap_or(u64::MAX)),
+        })
     }
 
     /// Netlink writes so far.
     pub fn netlink(&self) -> u64 {
-        self.netlink.load(Ordering::Relaxed)
+        self.netlink.load(Ordering::SeqCst)
     }
 
     /// File writes so far.
     pub fn files(&self) -> u64 {
-        self.files.load(Ordering::Relaxed)
+        self.files.load(Ordering::SeqCst)
     }
 
     /// Stops injecting faults (for the revert phase).
-    pub fn disarm(&mut self) {
-        self.fail_after = None;
+    pub fn disarm(&self) {
+        self.fail_after.store(u64::MAX, Ordering::SeqCst);
     }
 
-    /// Counts one write, or fails when the fault hook says this write must fail.
+    /// Counts one file write, or fails when the fault hook says so.
+    pub fn count_file(&self) -> Result<(), EngineError> {
+        self.count(&self.files)
+    }
+
     fn count(&self, counter: &AtomicU64) -> Result<(), EngineError> {
-        if let Some(n) = self.fail_after
-            && self.netlink() + self.files() >= n
-        {
+        let n = self.fail_after.load(Ordering::SeqCst);
+        if n != u64::MAX && self.netlink() + self.files() >= n {
             return Err(EngineError::InjectedFault(n));
         }
-        counter.fetch_add(1, Ordering::Relaxed);
+        counter.fetch_add(1, Ordering::SeqCst);
         Ok(())
+    }
+}
+
+/// Sends kernel changes, counting every write. `execute` takes `&self` so the change lists
+/// of several NICs can run concurrently.
+pub(crate) struct Writer<'a> {
+    handle: &'a Handle,
+    counters: Arc<Counters>,
+}
+
+impl<'a> Writer<'a> {
+    pub fn new(handle: &'a Handle, counters: Arc<Counters>) -> Self {
+        Self { handle, counters }
+    }
+
+    fn count(&self) -> Result<(), EngineError> {
+        self.counters.count(&self.counters.netlink)
+    }
+
+    /// The shared counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     /// Runs `changes` in order. On failure returns the position of the change that failed.
@@ -96,7 +122,7 @@ impl<'a> Writer<'a> {
     }
 
     async fn set_link(&self, index: u32, edits: &[Change]) -> Result<(), EngineError> {
-        self.count(&self.netlink)?;
+        self.count()?;
         let mut builder = LinkUnspec::new_with_index(index);
         let mut extra = Vec::new();
         let mut what = Vec::new();
@@ -132,7 +158,7 @@ impl<'a> Writer<'a> {
                 )
                 .await;
         }
-        self.count(&self.netlink)?;
+        self.count()?;
         let handle = self.handle;
         let what = change.to_string();
         let result = match change {
@@ -185,11 +211,6 @@ impl<'a> Writer<'a> {
             | Change::LinkUp { .. } => unreachable!("sent by set_link"),
         };
         result.map_err(|e| EngineError::netlink(what, e))
-    }
-
-    /// Commits a staged file batch; every op is counted and subject to the fault hook.
-    pub fn commit_files(&self, staged: crate::files::Staged) -> Result<(), (usize, EngineError)> {
-        staged.commit(|| self.count(&self.files))
     }
 }
 

@@ -1,7 +1,7 @@
 //! The [`Engine`]: one rtnetlink connection plus configuration and a host hand-off, and the
 //! run that ties plan, apply, verify, files, hand-off, probe and revert together.
 
-use crate::apply::Writer;
+use crate::apply::{Counters, Writer};
 use crate::config::EngineConfig;
 use crate::diff::{current_slots, plan_runtime};
 use crate::error::EngineError;
@@ -149,43 +149,48 @@ impl Engine {
         snapshot: KernelState,
         plan: Plan,
     ) -> Result<ApplyOutcome, EngineError> {
-        let mut writer = Writer::new(&self.handle, self.config.fault.fail_after_writes);
-        // Snapshot the files, then write and fsync the new ones into temp files in the
-        // background while the kernel changes run; they take effect only after verify.
+        let counters = Counters::new(self.config.fault.fail_after_writes);
+        let writer = Writer::new(&self.handle, counters.clone());
+        // Snapshot the files, then write them (temp file, fsync, rename, directory fsync) on
+        // a blocking thread while the kernel changes run: the disk waits overlap the netlink
+        // work. A failure on either side reverts both.
         let mut file_snapshot = FileSnapshot::default();
         for change in &plan.files {
             let before = files::read(&self.config.root, change.path())?;
             file_snapshot.entries.push((change.path().clone(), before));
         }
-        let staging = (!plan.files.is_empty()).then(|| {
-            let (root, ops) = (self.config.root.clone(), file_ops(&plan.files));
-            tokio::task::spawn_blocking(move || files::stage(&root, &ops))
+        let file_task = (!plan.files.is_empty()).then(|| {
+            let (root, ops, counters) = (
+                self.config.root.clone(),
+                file_ops(&plan.files),
+                counters.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                files::stage(&root, &ops)?.commit(|| counters.count_file())
+            })
         });
         let mut failure = self.apply_kernel(&writer, &plan).await;
         if failure.is_none() && plan.kernel_changes() > 0 {
             failure = self.verify(desired, owned, &plan).await?;
         }
         let mut handed_off = false;
-        if let Some(staging) = staging {
-            let staged = match staging.await {
-                Ok(staged) => staged,
-                Err(e) => Err((
+        if let Some(task) = file_task {
+            let written = task.await.unwrap_or_else(|e| {
+                Err((
                     0,
                     EngineError::io(&self.config.root, std::io::Error::other(e)),
-                )),
-            };
-            let committed = match staged {
-                _ if failure.is_some() => Ok(()),
-                Ok(staged) => writer.commit_files(staged),
-                Err(e) => Err(e),
-            };
-            if let Err((i, e)) = committed {
+                ))
+            });
+            if let Err((i, e)) = written
+                && failure.is_none()
+            {
                 failure = Some(Failure {
                     nic: plan.files[i].owner().map(|o| o.name.clone()),
                     reason: InterfaceReason::ApplyFailed,
                     message: e.to_string(),
                 });
-            } else if failure.is_none() {
+            }
+            if failure.is_none() {
                 handed_off = true;
                 if let Err(e) = self.handoff.reload(&handoff_nics(&plan.files)).await {
                     failure = Some(Failure {
@@ -197,7 +202,7 @@ impl Engine {
             }
         }
         if failure.is_none()
-            && writer.netlink() + writer.files() > 0
+            && counters.netlink() + counters.files() > 0
             && let Some(config) = &self.config.probe
             && let Err(message) = probe(config).await
         {
@@ -210,10 +215,10 @@ impl Engine {
         let mut rolled_back = false;
         let mut failure_text = None;
         if let Some(f) = &mut failure {
-            writer.disarm();
+            counters.disarm();
             rolled_back = true;
             if let Err(e) = self
-                .revert(&mut writer, &snapshot, &plan, &file_snapshot, handed_off)
+                .revert(&writer, &snapshot, &plan, &file_snapshot, handed_off)
                 .await
             {
                 f.message = format!("{}; revert failed: {e}", f.message);
@@ -229,8 +234,8 @@ impl Engine {
             nics,
             plan,
             writes: WriteCounts {
-                netlink: writer.netlink(),
-                files: writer.files(),
+                netlink: counters.netlink(),
+                files: counters.files(),
             },
             rolled_back,
             failure: failure_text,
@@ -306,7 +311,7 @@ impl Engine {
     /// Restores the kernel and the files to the snapshot.
     async fn revert(
         &self,
-        writer: &mut Writer<'_>,
+        writer: &Writer<'_>,
         snapshot: &KernelState,
         plan: &Plan,
         file_snapshot: &FileSnapshot,
@@ -336,8 +341,10 @@ impl Engine {
             })
             .collect();
         if !ops.is_empty() {
-            let staged = files::stage(&self.config.root, &ops).map_err(|(_, e)| e)?;
-            writer.commit_files(staged).map_err(|(_, e)| e)?;
+            let counters = writer.counters();
+            files::stage(&self.config.root, &ops)
+                .and_then(|staged| staged.commit(|| counters.count_file()))
+                .map_err(|(_, e)| e)?;
         }
         if handed_off {
             self.handoff.reload(&handoff_nics(&plan.files)).await?;
