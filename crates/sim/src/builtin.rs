@@ -14,10 +14,48 @@ pub fn on_create(rt: &ResourceType, obj: &mut Value) {
         }
         ("", "pods") => {
             obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
-            default_pod_spec(obj.get_mut("spec"));
+            defaults(rt, obj);
         }
         ("batch", "jobs") => {
             obj["status"] = json!({});
+            defaults(rt, obj);
+        }
+        ("apiextensions.k8s.io", _) => {
+            let names = obj
+                .pointer("/spec/names")
+                .cloned()
+                .unwrap_or_else(|| json!({}));
+            let stored: Vec<Value> = obj
+                .pointer("/spec/versions")
+                .and_then(Value::as_array)
+                .map(|vs| {
+                    vs.iter()
+                        .filter(|v| v["storage"] == json!(true))
+                        .map(|v| v["name"].clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let now = crate::meta::now();
+            let cond = |t: &str, reason: &str, msg: &str| json!({"type": t, "status": "True", "lastTransitionTime": now, "reason": reason, "message": msg});
+            obj["status"] = json!({
+                "acceptedNames": names,
+                "storedVersions": stored,
+                "conditions": [
+                    cond("NamesAccepted", "NoConflicts", "no conflicts found"),
+                    cond("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+                ],
+            });
+        }
+        _ => {}
+    }
+}
+
+/// Fills in the spec defaults of Pods and Jobs (on create and on every update, as the API
+/// server does, so re-sending what was sent before changes nothing).
+pub fn defaults(rt: &ResourceType, obj: &mut Value) {
+    match (rt.group.as_str(), rt.plural.as_str()) {
+        ("", "pods") => default_pod_spec(obj.get_mut("spec")),
+        ("batch", "jobs") => {
             if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
                 spec.entry("backoffLimit").or_insert(json!(6));
                 spec.entry("completions").or_insert(json!(1));
@@ -48,32 +86,6 @@ pub fn on_create(rt: &ResourceType, obj: &mut Value) {
                 labels["controller-uid"] = json!(uid);
                 labels["job-name"] = json!(name);
             }
-        }
-        ("apiextensions.k8s.io", _) => {
-            let names = obj
-                .pointer("/spec/names")
-                .cloned()
-                .unwrap_or_else(|| json!({}));
-            let stored: Vec<Value> = obj
-                .pointer("/spec/versions")
-                .and_then(Value::as_array)
-                .map(|vs| {
-                    vs.iter()
-                        .filter(|v| v["storage"] == json!(true))
-                        .map(|v| v["name"].clone())
-                        .collect()
-                })
-                .unwrap_or_default();
-            let now = crate::meta::now();
-            let cond = |t: &str, reason: &str, msg: &str| json!({"type": t, "status": "True", "lastTransitionTime": now, "reason": reason, "message": msg});
-            obj["status"] = json!({
-                "acceptedNames": names,
-                "storedVersions": stored,
-                "conditions": [
-                    cond("NamesAccepted", "NoConflicts", "no conflicts found"),
-                    cond("Established", "InitialNamesAccepted", "the initial names have been accepted"),
-                ],
-            });
         }
         _ => {}
     }

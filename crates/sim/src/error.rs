@@ -86,7 +86,11 @@ impl ApiError {
             .iter()
             .map(|c| format!("{}: {}", c.field, c.message))
             .collect();
-        let message = format!("{kind}.{group} \"{name}\" is invalid: {}", list.join(", "));
+        let message = format!(
+            "{} \"{name}\" is invalid: {}",
+            qualified(group, kind),
+            list.join(", ")
+        );
         let causes: Vec<Value> = causes
             .iter()
             .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))

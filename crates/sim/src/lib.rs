@@ -27,6 +27,7 @@ pub mod selectors;
 pub mod store;
 pub mod table;
 pub mod update;
+pub mod validate;
 pub mod watch;
 
 pub use error::{ApiError, SimError};

@@ -246,11 +246,18 @@ pub fn record_manager(obj: &mut Value, manager: &str, apply: bool, status: bool,
         *list = json!([]);
     }
     let arr = list.as_array_mut().expect("made an array above");
-    arr.retain(|e| {
-        !(e["manager"] == json!(manager)
+    let same = |e: &Value| {
+        e["manager"] == json!(manager)
             && e["operation"] == json!(operation)
-            && e.get("subresource").is_some() == status)
-    });
+            && e.get("subresource").is_some() == status
+    };
+    // An unchanged field set keeps its entry (and time), so a repeated apply is a no-op.
+    if arr.iter().any(|e| {
+        same(e) && e["fieldsV1"] == entry["fieldsV1"] && e["apiVersion"] == entry["apiVersion"]
+    }) {
+        return;
+    }
+    arr.retain(|e| !same(e));
     arr.push(entry);
 }
 

@@ -313,6 +313,7 @@ impl Store {
             o.remove("status");
         }
         crate::builtin::on_create(rt, &mut obj);
+        crate::validate::object(rt, &obj)?;
         check_schema(rt, &mut obj)?;
         if rt.group == "apiextensions.k8s.io" {
             crate::builtin::register_crd(&mut inner.registry, &obj)?;

@@ -113,6 +113,11 @@ impl Store {
             "resourceVersion".into(),
             old_meta["resourceVersion"].clone(),
         );
+        if target == Target::Main {
+            crate::builtin::defaults(rt, &mut result);
+            crate::validate::object(rt, &result)?;
+            crate::validate::immutable(rt, &old, &result)?;
+        }
         check_schema(rt, &mut result)?;
         if generation_part(rt.generation_rule, &old) != generation_part(rt.generation_rule, &result)
         {

@@ -1,11 +1,12 @@
 //! Conformance-style tests, part three: events and leases, wire formats (Table,
-//! PartialObjectMetadata) and request counters.
+//! PartialObjectMetadata), request counters and the validation of built-in objects.
 //!
 //! | Promise | Test |
 //! |---|---|
 //! | events (core/v1, events.k8s.io/v1), leases | `events_and_leases` |
 //! | Table output with printer columns, PartialObjectMetadata | `table_and_metadata_only_responses` |
 //! | request counters by verb and resource | `request_counters` |
+//! | built-in objects validated (names, labels, Pod/Job specs); Job template and Pod spec immutable | `built_in_objects_are_validated_and_immutable_fields_kept` |
 
 mod common;
 
@@ -147,5 +148,84 @@ async fn request_counters() {
             .unwrap()
             .iter()
             .any(|r| r["verb"] == "get" && r["count"] == 2)
+    );
+}
+
+#[tokio::test]
+async fn built_in_objects_are_validated_and_immutable_fields_kept() {
+    let (_sim, client) = sim_with_crd(SimConfig::default()).await;
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), "default");
+    let job = |name: &str, policy: &str, image: &str| {
+        serde_json::from_value(
+            json!({"metadata": {"name": name}, "spec": {"template": {"spec": {
+            "restartPolicy": policy, "containers": [{"name": "c", "image": image}]}}}}),
+        )
+        .unwrap()
+    };
+    let fields = |e: kube::Error| -> Vec<String> {
+        let s = status_of(e);
+        assert_eq!(s.code, 422, "{}", s.message);
+        s.details
+            .unwrap()
+            .causes
+            .into_iter()
+            .map(|c| c.field)
+            .collect()
+    };
+    let long = "j".repeat(64);
+    let err = jobs
+        .create(&PostParams::default(), &job(&long, "Never", "x"))
+        .await
+        .unwrap_err();
+    assert!(
+        fields(err).contains(&"spec.template.labels".to_string()),
+        "a Job name longer than a label value is refused"
+    );
+    let err = jobs
+        .create(&PostParams::default(), &job("j1", "Always", ""))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        fields(err),
+        [
+            "spec.template.spec.containers[0].image",
+            "spec.template.spec.restartPolicy"
+        ]
+    );
+    let created = jobs
+        .create(&PostParams::default(), &job("j1", "Never", "x"))
+        .await
+        .unwrap();
+    let pp = PatchParams::apply("t").force();
+    let applied = jobs
+        .patch("j1", &pp, &Patch::Apply(job("j1", "Never", "x")))
+        .await
+        .expect("applying what exists");
+    assert_eq!(applied.metadata.generation, created.metadata.generation);
+    let again = jobs
+        .patch("j1", &pp, &Patch::Apply(job("j1", "Never", "x")))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.metadata.resource_version, applied.metadata.resource_version,
+        "a repeated apply is a no-op"
+    );
+    let err = jobs
+        .patch("j1", &pp, &Patch::Apply(job("j1", "Never", "y")))
+        .await
+        .unwrap_err();
+    assert_eq!(fields(err), ["spec.template"]);
+    assert_eq!(
+        jobs.get("j1").await.unwrap().metadata.resource_version,
+        applied.metadata.resource_version,
+        "a refused write changes nothing"
+    );
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client, "default");
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({"metadata": {"name": "Bad_Name"},
+        "spec": {"containers": [{"name": "c", "image": "x", "volumeMounts": [{"name": "v", "mountPath": "/v"}]}]}})).unwrap();
+    let err = pods.create(&PostParams::default(), &pod).await.unwrap_err();
+    assert_eq!(
+        fields(err),
+        ["metadata.name", "spec.containers[0].volumeMounts[0].name"]
     );
 }
