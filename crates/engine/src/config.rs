@@ -2,6 +2,7 @@
 //! what the guard protects, the optional connectivity probe, verify retries and the test-only
 //! fault hook. Parsed by the caller once and handed in.
 
+use crate::error::EngineError;
 use multinic_api::MAX_SLOT;
 use multinic_netconf::{NetOptions, OsFlavor};
 use std::net::{IpAddr, SocketAddr};
@@ -47,9 +48,27 @@ impl EngineConfig {
 
     /// The route tables multinic owns.
     pub fn owned_tables(&self) -> RangeInclusive<u32> {
-        self.route_table_base..=self.route_table_base + u32::from(MAX_SLOT)
+        self.route_table_base..=self.route_table_base.saturating_add(u32::from(MAX_SLOT))
+    }
+
+    /// Refuses configurations that would make multinic own a table the kernel or the host
+    /// uses (unspec 0, default 253, main 254, local 255): cleanup empties owned tables.
+    pub(crate) fn check(&self) -> Result<(), EngineError> {
+        let tables = self.owned_tables();
+        if let Some(t) = RESERVED_TABLES.iter().find(|t| tables.contains(t)) {
+            return Err(EngineError::Config(format!(
+                "route_table_base {}: owned tables {}..={} include reserved table {t}",
+                self.route_table_base,
+                tables.start(),
+                tables.end()
+            )));
+        }
+        Ok(())
     }
 }
+
+/// Route tables multinic must never own.
+pub(crate) const RESERVED_TABLES: [u32; 4] = [0, 253, 254, 255];
 
 /// The primary-NIC guard. A NIC that carries the default route (main table), holds one of
 /// `protected_addresses` or is enslaved to a bond/bridge is refused with
@@ -95,4 +114,23 @@ pub struct FaultInjection {
     /// Fail the write that would come after this many successful writes (netlink + file)
     /// of the apply phase. Revert writes are never failed.
     pub fail_after_writes: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owned_tables_never_include_the_kernel_tables() {
+        let mut config = EngineConfig::new("/", OsFlavor::Ubuntu);
+        assert!(config.check().is_ok());
+        assert_eq!(config.owned_tables(), 1000..=1009);
+        for base in [0, 245, 250, 254, 255] {
+            config.route_table_base = base;
+            let err = config.check().unwrap_err().to_string();
+            assert!(err.contains("reserved table"), "{base}: {err}");
+        }
+        config.route_table_base = 100;
+        assert!(config.check().is_ok());
+    }
 }

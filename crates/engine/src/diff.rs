@@ -33,6 +33,8 @@ pub(crate) struct LinkDiff {
     pub final_down: Option<Change>,
     /// The link goes down and up again, which drops its routes and IPv6 addresses.
     pub bounced: bool,
+    /// The link loses and regains an address, which drops the routes using it.
+    pub routes_dropped: bool,
 }
 
 /// Diff of one link against its target.
@@ -81,11 +83,22 @@ pub(crate) fn link_diff(link: &LinkState, state: &KernelState, target: &LinkTarg
         }
     }
     for (net, noprefixroute) in &target.addresses {
+        let existing = current.iter().find(|a| a.address == *net);
+        // IPv4 keeps an address's flags on replace, so a flag change means remove + add;
+        // the kernel then also drops routes using it as source, as after a bounce.
+        if let Some(a) = existing
+            && a.noprefixroute != *noprefixroute
+            && matches!(net, IpNet::V4(_))
+        {
+            diff.removals.push(Change::RemoveAddress {
+                index,
+                address: *net,
+            });
+            diff.routes_dropped = true;
+        }
         // IPv6 addresses do not survive a down/up (keep_addr_on_down=0).
-        let present = current.iter().any(|a| {
-            a.address == *net
-                && a.noprefixroute == *noprefixroute
-                && !(diff.bounced && matches!(net, IpNet::V6(_)))
+        let present = existing.is_some_and(|a| {
+            a.noprefixroute == *noprefixroute && !(diff.bounced && matches!(net, IpNet::V6(_)))
         });
         if !present {
             diff.additions.push(Change::AddAddress {
@@ -332,7 +345,7 @@ pub(crate) fn plan_runtime(
             }
         };
         if let Some(d) = &diff
-            && d.bounced
+            && (d.bounced || d.routes_dropped)
         {
             bounced.insert(plan.index.expect("diffed NICs have a link"));
         }

@@ -2,7 +2,7 @@
 //! run that ties plan, apply, verify, files, hand-off, probe and revert together.
 
 use crate::apply::{Counters, Writer};
-use crate::config::EngineConfig;
+use crate::config::{EngineConfig, RESERVED_TABLES};
 use crate::diff::{current_slots, plan_runtime};
 use crate::error::EngineError;
 use crate::files::{self, FileOp};
@@ -41,6 +41,7 @@ impl Engine {
         config: EngineConfig,
         handoff: Box<dyn HostHandoff>,
     ) -> Result<Self, EngineError> {
+        config.check()?;
         let (connection, handle, _) = rtnetlink::new_connection().map_err(EngineError::Connect)?;
         tokio::spawn(connection);
         Ok(Self {
@@ -57,7 +58,29 @@ impl Engine {
 
     /// Reads links, addresses and the owned tables' routes and rules.
     pub async fn read_state(&self) -> Result<KernelState, EngineError> {
-        KernelState::read(&self.handle, &self.config.owned_tables()).await
+        KernelState::read(&self.handle, &self.config.owned_tables().collect()).await
+    }
+
+    /// The owned tables plus the tables `desired` routes into (they may lie outside
+    /// `route_table_base ..` when the model was built with other options).
+    fn tables_for(&self, desired: &DesiredNode) -> Result<BTreeSet<u32>, EngineError> {
+        let mut tables: BTreeSet<u32> = self.config.owned_tables().collect();
+        for nic in &desired.nics {
+            if let Some(routing) = nic.routing {
+                if RESERVED_TABLES.contains(&routing.table) {
+                    return Err(EngineError::Config(format!(
+                        "{}: route table {} is reserved",
+                        nic.name, routing.table
+                    )));
+                }
+                tables.insert(routing.table);
+            }
+        }
+        Ok(tables)
+    }
+
+    async fn read_for(&self, desired: &DesiredNode) -> Result<KernelState, EngineError> {
+        KernelState::read(&self.handle, &self.tables_for(desired)?).await
     }
 
     /// MAC -> slot of every link named `multinicN`, for sticky slot allocation
@@ -71,7 +94,7 @@ impl Engine {
     /// What [`Engine::apply`] would do, without doing it (dry run).
     pub async fn plan(&self, desired: &DesiredNode) -> Result<Plan, EngineError> {
         let owned = self.owned_files()?;
-        let state = self.read_state().await?;
+        let state = self.read_for(desired).await?;
         self.build_plan(desired, &state, &owned)
     }
 
@@ -84,7 +107,7 @@ impl Engine {
     /// Makes the node match `desired`; NICs multinic owns that left it are stripped (orphans).
     pub async fn apply(&self, desired: &DesiredNode) -> Result<ApplyOutcome, EngineError> {
         let owned = self.owned_files()?;
-        let snapshot = self.read_state().await?;
+        let snapshot = self.read_for(desired).await?;
         let plan = self.build_plan(desired, &snapshot, &owned)?;
         tracing::info!(
             changes = plan.kernel_changes(),
@@ -218,7 +241,14 @@ impl Engine {
             counters.disarm();
             rolled_back = true;
             if let Err(e) = self
-                .revert(&writer, &snapshot, &plan, &file_snapshot, handed_off)
+                .revert(
+                    &writer,
+                    &self.tables_for(desired)?,
+                    &snapshot,
+                    &plan,
+                    &file_snapshot,
+                    handed_off,
+                )
                 .await
             {
                 f.message = format!("{}; revert failed: {e}", f.message);
@@ -298,7 +328,7 @@ impl Engine {
             if attempt > 0 {
                 tokio::time::sleep(self.config.verify.interval).await;
             }
-            let state = self.read_state().await?;
+            let state = self.read_for(desired).await?;
             let (_, replanned, stale) = plan_runtime(desired, &state, &owners, &self.config);
             last = mismatch(plan, &replanned, &stale);
             if last.is_none() {
@@ -312,6 +342,7 @@ impl Engine {
     async fn revert(
         &self,
         writer: &Writer<'_>,
+        tables: &BTreeSet<u32>,
         snapshot: &KernelState,
         plan: &Plan,
         file_snapshot: &FileSnapshot,
@@ -324,7 +355,7 @@ impl Engine {
             .chain(plan.nics.iter().flat_map(|n| n.changes.iter()))
             .filter_map(Change::link_index)
             .collect();
-        let current = self.read_state().await?;
+        let current = KernelState::read(&self.handle, tables).await?;
         let changes = revert_changes(snapshot, &current, &touched);
         tracing::info!(changes = changes.len(), "reverting kernel state");
         writer.execute(&changes).await.map_err(|(_, e)| e)?;

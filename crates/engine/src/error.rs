@@ -27,6 +27,9 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    /// The configuration or the model asks for something the engine refuses to do.
+    #[error("configuration: {0}")]
+    Config(String),
     /// A test-only fault injected through [`crate::FaultInjection`].
     #[error("injected fault after {0} writes")]
     InjectedFault(u64),
@@ -42,6 +45,7 @@ impl EngineError {
             Self::Connect(_) => "connect",
             Self::Netlink { .. } => "netlink",
             Self::Io { .. } => "io",
+            Self::Config(_) => "config",
             Self::InjectedFault(_) => "injected",
             Self::Handoff(_) => "handoff",
         }

@@ -66,7 +66,7 @@ pub(crate) fn revert_changes(
                 .collect(),
         };
         let diff = link_diff(now, &sim, &target);
-        if diff.bounced {
+        if diff.bounced || diff.routes_dropped {
             bounced.insert(index);
         }
         removals.extend(diff.removals);

@@ -16,7 +16,6 @@ use netlink_packet_route::rule::{RuleAttribute, RuleMessage};
 use rtnetlink::{Handle, IpVersion, RouteMessageBuilder};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::ops::RangeInclusive;
 
 /// Main routing table id.
 const MAIN_TABLE: u32 = 254;
@@ -113,7 +112,7 @@ impl KernelState {
     }
 
     /// Reads the whole state: links, addresses, and routes/rules of `tables`.
-    pub async fn read(handle: &Handle, tables: &RangeInclusive<u32>) -> Result<Self, EngineError> {
+    pub async fn read(handle: &Handle, tables: &BTreeSet<u32>) -> Result<Self, EngineError> {
         let links = read_links(handle).await?;
         let addresses = read_addresses(handle).await?;
         let mut routes = Vec::new();

@@ -391,3 +391,69 @@ netns_test!(cleanup_removes_everything, {
     assert!(root.files().is_empty(), "{:?}", root.files());
     assert_eq!(engine.cleanup().await.unwrap().writes.total(), 0);
 });
+
+/// The agent may spawn runs on a multi-threaded runtime.
+#[allow(dead_code)]
+fn apply_future_is_send(engine: &multinic_engine::Engine, desired: &multinic_netconf::DesiredNode) {
+    fn send<T: Send>(_: &T) {}
+    send(&engine.apply(desired));
+    send(&engine.cleanup());
+}
+
+netns_test!(enslaved_nic_is_refused, {
+    add_nics([0, 1]);
+    ip_batch("link add br0 type bridge\nlink set eth0 master br0\n");
+    let root = Root::new();
+    let (engine, _) = engine(&root);
+    let outcome = engine
+        .apply(&model(&[iface(0, None), iface(1, None)]))
+        .await
+        .unwrap();
+    let refused = outcome.nic("multinic0").unwrap();
+    assert_eq!(refused.reason, InterfaceReason::PrimaryInterfaceProtected);
+    assert!(
+        refused.message.contains("enslaved to br0"),
+        "{}",
+        refused.message
+    );
+    assert!(sh(&["ip", "link", "show", "eth0"]).contains("master br0"));
+    assert_eq!(
+        outcome.nic("multinic1").unwrap().reason,
+        InterfaceReason::Configured
+    );
+});
+
+netns_test!(options_noprefixroute_and_policy_routing_off, {
+    add_nics([0, 1]);
+    let root = Root::new();
+    let (engine, _) = engine(&root);
+    let ifaces = [iface(0, None), iface(1, None)];
+    assert!(engine.apply(&model(&ifaces)).await.unwrap().succeeded());
+    assert!(rules(false).contains("lookup 1000"));
+    // Policy routing off, noprefixroute on, sysctls left alone: rules and table routes go,
+    // addresses are re-added with the flag, and the main table loses its prefix route.
+    let options = multinic_netconf::NetOptions {
+        policy_routing: false,
+        noprefixroute: true,
+        sysctls: None,
+        ..Default::default()
+    };
+    let (desired, _) = multinic_netconf::DesiredNode::build(&ifaces, &options, &|_| None);
+    let outcome = engine.apply(&desired).await.unwrap();
+    assert!(
+        outcome.succeeded(),
+        "{:?} {:?}",
+        outcome.nics,
+        outcome.failure
+    );
+    assert!(!rules(false).contains("lookup 100"), "{}", rules(false));
+    assert!(table(1000).trim().is_empty());
+    assert!(sh(&["ip", "addr", "show", "dev", "multinic0"]).contains("noprefixroute"));
+    assert!(!sh(&["ip", "route"]).contains("198.18.0.0/24"));
+    assert_eq!(
+        conf("multinic0", "arp_ignore"),
+        "1",
+        "sysctls: None leaves values alone"
+    );
+    assert_eq!(engine.apply(&desired).await.unwrap().writes.total(), 0);
+});
