@@ -7,11 +7,12 @@ use crate::diff::{current_slots, plan_runtime};
 use crate::error::EngineError;
 use crate::files::{self, FileOp};
 use crate::handoff::{HandoffNic, HostHandoff};
-use crate::outcome::{ApplyOutcome, NicOutcome, WriteCounts};
+use crate::outcome::{ApplyOutcome, WriteCounts, outcomes};
 use crate::plan::{Change, FileChange, NicAction, NicPlan, Plan};
 use crate::probe::probe;
 use crate::revert::{FileSnapshot, revert_changes};
 use crate::state::KernelState;
+use crate::verify::{Failure, mismatch};
 use futures::future::join_all;
 use multinic_api::{InterfaceReason, MacAddress};
 use multinic_netconf::{DesiredNode, OwnedFile, render};
@@ -24,14 +25,6 @@ pub struct Engine {
     handle: Handle,
     config: EngineConfig,
     handoff: Box<dyn HostHandoff>,
-}
-
-/// Why a run is being reverted.
-struct Failure {
-    /// The NIC the failure is about, if it is about one.
-    nic: Option<String>,
-    reason: InterfaceReason,
-    message: String,
 }
 
 impl Engine {
@@ -421,102 +414,4 @@ fn handoff_nics(changes: &[FileChange]) -> Vec<HandoffNic> {
         });
     }
     out
-}
-
-/// Why the re-planned state still differs, naming the first NIC that is not done.
-fn mismatch(plan: &Plan, replanned: &[NicPlan], stale: &[Change]) -> Option<Failure> {
-    for nic in plan
-        .nics
-        .iter()
-        .filter(|n| n.action == NicAction::Configure)
-    {
-        let now = replanned.iter().find(|r| r.name == nic.name);
-        let left = match now {
-            Some(r) if r.action == NicAction::Configure && r.changes.is_empty() => continue,
-            Some(r) if r.action == NicAction::Configure => r
-                .changes
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
-            Some(r) => format!("now planned as {}", r.action),
-            None => "not found any more".into(),
-        };
-        return Some(Failure {
-            nic: Some(nic.name.clone()),
-            reason: InterfaceReason::VerifyFailed,
-            message: format!("kernel state differs after applying: {left}"),
-        });
-    }
-    for nic in plan.nics.iter().filter(|n| n.action == NicAction::Remove) {
-        if let Some(r) = replanned
-            .iter()
-            .find(|r| r.index == nic.index && !r.changes.is_empty())
-        {
-            return Some(Failure {
-                nic: Some(nic.name.clone()),
-                reason: InterfaceReason::VerifyFailed,
-                message: format!("still configured after removal: {}", r.changes[0]),
-            });
-        }
-    }
-    stale.first().map(|c| Failure {
-        nic: None,
-        reason: InterfaceReason::VerifyFailed,
-        message: format!("stale entry left behind: {c}"),
-    })
-}
-
-/// Per-NIC outcomes from the plan and the run's failure, if any.
-fn outcomes(plan: &Plan, failure: Option<&Failure>) -> Vec<NicOutcome> {
-    plan.nics
-        .iter()
-        .map(|nic| {
-            let files = plan
-                .files
-                .iter()
-                .filter(|f| {
-                    f.owner()
-                        .is_some_and(|o| o.name == nic.name && o.mac == nic.mac)
-                })
-                .count();
-            let has_work = !nic.changes.is_empty() || files > 0;
-            let (reason, message) = match (&nic.action, failure) {
-                (NicAction::Skip { reason, message }, _) => (*reason, message.clone()),
-                (_, Some(f)) if f.nic.as_deref() == Some(nic.name.as_str()) => {
-                    (f.reason, f.message.clone())
-                }
-                (_, Some(f)) if has_work && f.reason == InterfaceReason::ProbeFailed => (
-                    InterfaceReason::ProbeFailed,
-                    format!("reverted: {}", f.message),
-                ),
-                (_, Some(f)) if has_work => (
-                    InterfaceReason::RolledBack,
-                    format!(
-                        "reverted because {}: {}",
-                        f.nic.as_deref().unwrap_or("the run failed"),
-                        f.message
-                    ),
-                ),
-                (NicAction::Configure, _) if has_work => (
-                    InterfaceReason::Configured,
-                    format!("{} kernel changes, {files} files", nic.changes.len()),
-                ),
-                (NicAction::Configure, _) => (InterfaceReason::Unchanged, String::new()),
-                (_, Some(_)) if has_work => unreachable!("handled above"),
-                (_, _) => (
-                    InterfaceReason::Removed,
-                    format!("{} kernel changes, {files} files", nic.changes.len()),
-                ),
-            };
-            NicOutcome {
-                name: nic.name.clone(),
-                slot: nic.slot,
-                mac: nic.mac.clone(),
-                source_index: nic.source_index,
-                reason,
-                message,
-            }
-        })
-        .collect()
 }

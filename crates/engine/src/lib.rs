@@ -25,6 +25,7 @@ mod probe;
 mod revert;
 pub mod state;
 mod sysctl;
+mod verify;
 
 pub use config::{EngineConfig, FaultInjection, GuardConfig, ProbeConfig, VerifyConfig};
 pub use engine::Engine;

@@ -1,7 +1,8 @@
 //! What a run did: one outcome per NIC with a reason code, the plan it followed, and how many
 //! netlink and file writes it made (zero on an idempotent re-apply).
 
-use crate::plan::Plan;
+use crate::plan::{NicAction, Plan};
+use crate::verify::Failure;
 use multinic_api::InterfaceReason;
 use multinic_api::report::ReportInterface;
 
@@ -76,4 +77,57 @@ impl ApplyOutcome {
     pub fn nic(&self, name: &str) -> Option<&NicOutcome> {
         self.nics.iter().find(|n| n.name == name)
     }
+}
+
+/// Per-NIC outcomes from the plan and the run's failure, if any.
+pub(crate) fn outcomes(plan: &Plan, failure: Option<&Failure>) -> Vec<NicOutcome> {
+    plan.nics
+        .iter()
+        .map(|nic| {
+            let files = plan
+                .files
+                .iter()
+                .filter(|f| {
+                    f.owner()
+                        .is_some_and(|o| o.name == nic.name && o.mac == nic.mac)
+                })
+                .count();
+            let has_work = !nic.changes.is_empty() || files > 0;
+            let (reason, message) = match (&nic.action, failure) {
+                (NicAction::Skip { reason, message }, _) => (*reason, message.clone()),
+                (_, Some(f)) if f.nic.as_deref() == Some(nic.name.as_str()) => {
+                    (f.reason, f.message.clone())
+                }
+                (_, Some(f)) if has_work && f.reason == InterfaceReason::ProbeFailed => (
+                    InterfaceReason::ProbeFailed,
+                    format!("reverted: {}", f.message),
+                ),
+                (_, Some(f)) if has_work => (
+                    InterfaceReason::RolledBack,
+                    format!(
+                        "reverted because {}: {}",
+                        f.nic.as_deref().unwrap_or("the run failed"),
+                        f.message
+                    ),
+                ),
+                (NicAction::Configure, _) if has_work => (
+                    InterfaceReason::Configured,
+                    format!("{} kernel changes, {files} files", nic.changes.len()),
+                ),
+                (NicAction::Configure, _) => (InterfaceReason::Unchanged, String::new()),
+                (_, _) => (
+                    InterfaceReason::Removed,
+                    format!("{} kernel changes, {files} files", nic.changes.len()),
+                ),
+            };
+            NicOutcome {
+                name: nic.name.clone(),
+                slot: nic.slot,
+                mac: nic.mac.clone(),
+                source_index: nic.source_index,
+                reason,
+                message,
+            }
+        })
+        .collect()
 }

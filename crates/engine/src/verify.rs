@@ -1,0 +1,107 @@
+//! Verification: after applying, the kernel is re-read and re-planned; anything left to do
+//! for a NIC the run configured or removed is a verify failure that reverts the run.
+
+use crate::plan::{Change, NicAction, NicPlan, Plan};
+use multinic_api::InterfaceReason;
+
+/// Why a run is being reverted.
+pub(crate) struct Failure {
+    /// The NIC the failure is about, if it is about one.
+    pub nic: Option<String>,
+    pub reason: InterfaceReason,
+    pub message: String,
+}
+
+/// Why the re-planned state still differs, naming the first NIC that is not done.
+pub(crate) fn mismatch(plan: &Plan, replanned: &[NicPlan], stale: &[Change]) -> Option<Failure> {
+    for nic in plan
+        .nics
+        .iter()
+        .filter(|n| n.action == NicAction::Configure)
+    {
+        let now = replanned.iter().find(|r| r.name == nic.name);
+        let left = match now {
+            Some(r) if r.action == NicAction::Configure && r.changes.is_empty() => continue,
+            Some(r) if r.action == NicAction::Configure => r
+                .changes
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+            Some(r) => format!("now planned as {}", r.action),
+            None => "not found any more".into(),
+        };
+        return Some(Failure {
+            nic: Some(nic.name.clone()),
+            reason: InterfaceReason::VerifyFailed,
+            message: format!("kernel state differs after applying: {left}"),
+        });
+    }
+    for nic in plan.nics.iter().filter(|n| n.action == NicAction::Remove) {
+        if let Some(r) = replanned
+            .iter()
+            .find(|r| r.index == nic.index && !r.changes.is_empty())
+        {
+            return Some(Failure {
+                nic: Some(nic.name.clone()),
+                reason: InterfaceReason::VerifyFailed,
+                message: format!("still configured after removal: {}", r.changes[0]),
+            });
+        }
+    }
+    stale.first().map(|c| Failure {
+        nic: None,
+        reason: InterfaceReason::VerifyFailed,
+        message: format!("stale entry left behind: {c}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nic(name: &str, action: NicAction, changes: Vec<Change>) -> NicPlan {
+        NicPlan {
+            slot: 0,
+            name: name.into(),
+            mac: "fa:16:3e:00:00:00".into(),
+            source_index: Some(0),
+            index: Some(3),
+            action,
+            changes,
+        }
+    }
+
+    #[test]
+    fn leftover_changes_fail_verification_and_name_the_nic() {
+        let up = Change::LinkUp { index: 3 };
+        let plan = Plan {
+            nics: vec![nic("multinic0", NicAction::Configure, vec![up.clone()])],
+            ..Plan::default()
+        };
+        let done = [nic("multinic0", NicAction::Configure, vec![])];
+        assert!(mismatch(&plan, &done, &[]).is_none());
+        let left = [nic("multinic0", NicAction::Configure, vec![up.clone()])];
+        let failure = mismatch(&plan, &left, &[]).expect("still needs a change");
+        assert_eq!(failure.reason, InterfaceReason::VerifyFailed);
+        assert_eq!(failure.nic.as_deref(), Some("multinic0"));
+        assert!(
+            failure.message.contains("set link 3 up"),
+            "{}",
+            failure.message
+        );
+        assert!(
+            mismatch(&plan, &[], &[])
+                .unwrap()
+                .message
+                .contains("not found")
+        );
+        let stale = [Change::LinkDown { index: 9 }];
+        assert!(
+            mismatch(&plan, &done, &stale)
+                .unwrap()
+                .message
+                .contains("stale")
+        );
+    }
+}
