@@ -73,6 +73,8 @@ pub(crate) struct Inner {
     pub(crate) compacted_rv: u64,
     pub(crate) registry: Registry,
     pub(crate) objects: HashMap<GroupResource, Bucket>,
+    /// Uids of every stored object, for the garbage collector's "does the owner exist".
+    pub(crate) uids: std::collections::HashSet<String>,
     history: VecDeque<Arc<Change>>,
     history_limit: usize,
 }
@@ -97,6 +99,7 @@ impl Store {
                 compacted_rv: 0,
                 registry: Registry::default(),
                 objects: HashMap::new(),
+                uids: Default::default(),
                 history: VecDeque::new(),
                 history_limit: history_limit.max(1),
             }),
@@ -145,8 +148,10 @@ impl Store {
         let bucket = inner.objects.entry(gr.clone()).or_default();
         if kind == ChangeKind::Deleted {
             bucket.remove(&k);
+            inner.uids.remove(meta::uid(&obj));
         } else {
             bucket.insert(k, obj.clone());
+            inner.uids.insert(meta::uid(&obj).to_string());
         }
         let change = Arc::new(Change {
             rv,
@@ -318,7 +323,18 @@ impl Store {
         if rt.group == "apiextensions.k8s.io" {
             crate::builtin::register_crd(&mut inner.registry, &obj)?;
         }
-        Ok(self.commit(&mut inner, &gr, ChangeKind::Added, obj, None))
+        let created = self.commit(&mut inner, &gr, ChangeKind::Added, obj, None);
+        // The garbage collector removes what is created for owners that no longer exist.
+        let owners = meta::owner_uids(&created);
+        if !owners.is_empty() && owners.iter().all(|u| !inner.uids.contains(u)) {
+            self.delete_in(
+                &mut inner,
+                &gr,
+                created.clone(),
+                crate::gc::Propagation::Background,
+            );
+        }
+        Ok(created)
     }
 
     /// Reads one object.

@@ -7,7 +7,7 @@
 //! | label selectors (=, !=, in, notin, exists, !exists) | `label_selectors` |
 //! | field selectors (metadata.name, metadata.namespace, spec.nodeName) | `field_selectors` |
 //! | finalizers and deletionTimestamp | `finalizers_hold_deletion_until_removed` |
-//! | ownerReference cascading: background, foreground, orphan | `owner_references_cascade` |
+//! | ownerReference cascading: background, foreground, orphan; dependents of absent owners collected | `owner_references_cascade` |
 //! | list pagination with limit/continue, or a complete list | `list_pagination` |
 //! | namespaces: must exist; deleting one deletes its contents | `namespaces_scope_and_terminate` |
 //! | generateName | `generate_name_makes_unique_names` |
@@ -223,6 +223,14 @@ async fn owner_references_cascade() {
         // the Job controller's own pods (none scheduled: nodeSelector matches no node) go too
         assert!(jobs.get_opt("j").await.unwrap().is_none());
     }
+    // Something created for an owner that is already gone is collected.
+    let gone = jobs.create(&pp, &job("j")).await.unwrap();
+    jobs.delete("j", &DeleteParams::background()).await.unwrap();
+    pods.create(&pp, &owned_pod("late", &gone)).await.unwrap();
+    assert!(
+        pods.get_opt("late").await.unwrap().is_none(),
+        "dependent of an absent owner collected"
+    );
 }
 
 #[tokio::test]
