@@ -335,6 +335,10 @@ fn drive(runs: usize, nmstatectl: &Path) -> Res<()> {
     let (mut e1, mut e2, mut g1, mut g2, mut n1, mut n2) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut inproc1, mut inproc2, mut writes) = (vec![], vec![], String::new());
+    let (mut s1, mut s2) = (vec![], vec![]);
+    let shm = Path::new("/dev/shm")
+        .is_dir()
+        .then(|| PathBuf::from(format!("/dev/shm/mnb-{}", std::process::id())));
     for run in 0..runs {
         let ns = Netns::new(&format!("{run}-e"))?;
         let root = work.join(format!("root-{run}"));
@@ -352,6 +356,17 @@ fn drive(runs: usize, nmstatectl: &Path) -> Res<()> {
             extra[0], extra[1], extra[3], extra[4]
         );
         drop(ns);
+
+        // The same with the files on tmpfs: what the engine costs without disk waits.
+        if let Some(shm) = &shm {
+            let ns = Netns::new(&format!("{run}-t"))?;
+            let root = shm.join(format!("root-{run}"));
+            let engine = [exe, "inner-engine", spec, root.to_str().ok_or("root")?];
+            let (t1, t2, _) = ns.time(exe, &engine, &engine)?;
+            assert_configured(&ns, "multinic")?;
+            s1.push(t1);
+            s2.push(t2);
+        }
 
         let ns = Netns::new(&format!("{run}-g"))?;
         let (t1, t2, _) = ns.time(
@@ -380,6 +395,9 @@ fn drive(runs: usize, nmstatectl: &Path) -> Res<()> {
         }
     }
     let _ = std::fs::remove_dir_all(&work);
+    if let Some(shm) = &shm {
+        let _ = std::fs::remove_dir_all(shm);
+    }
     let (em1, em2) = (median(e1), median(e2));
     println!("runs: {runs} (median; whole process, timed inside the namespace)");
     println!(
@@ -387,6 +405,14 @@ fn drive(runs: usize, nmstatectl: &Path) -> Res<()> {
     );
     println!("|---|---|---|---|---|");
     println!("| multinic-engine | {em1:.1} ms | {em2:.1} ms | 1x | 1x |");
+    if !s1.is_empty() {
+        let (sm1, sm2) = (median(s1), median(s2));
+        println!(
+            "| multinic-engine, files on tmpfs | {sm1:.1} ms | {sm2:.1} ms | {:.2}x | {:.2}x |",
+            sm1 / em1,
+            sm2 / em2
+        );
+    }
     let (gm1, gm2) = (median(g1), median(g2));
     println!(
         "| (a) ip/sysctl per step | {gm1:.1} ms | {gm2:.1} ms | {:.1}x | {:.1}x |",
