@@ -102,11 +102,15 @@ impl Engine {
         let owned = self.owned_files()?;
         let snapshot = self.read_for(desired).await?;
         let plan = self.build_plan(desired, &snapshot, &owned)?;
-        tracing::info!(
-            changes = plan.kernel_changes(),
-            files = plan.files.len(),
-            "plan:\n{plan}"
-        );
+        if plan.is_empty() {
+            tracing::debug!("node matches the desired state; nothing to write");
+        } else {
+            tracing::info!(
+                changes = plan.kernel_changes(),
+                files = plan.files.len(),
+                "plan:\n{plan}"
+            );
+        }
         self.run(desired, &owned, snapshot, plan).await
     }
 

@@ -10,6 +10,22 @@
 //!
 //! [`Engine::apply`] is idempotent: applying the same model twice makes zero netlink and zero
 //! file writes the second time ([`ApplyOutcome::writes`]).
+//!
+//! ```no_run
+//! # async fn demo(desired: multinic_netconf::DesiredNode) -> Result<(), multinic_engine::EngineError> {
+//! use multinic_engine::{Engine, EngineConfig, handoff_for};
+//! use multinic_netconf::OsFlavor;
+//!
+//! let config = EngineConfig::new("/host", OsFlavor::Rhel9);
+//! let engine = Engine::connect(config, handoff_for(OsFlavor::Rhel9, Vec::new()))?;
+//! print!("{}", engine.plan(&desired).await?); // dry run
+//! let outcome = engine.apply(&desired).await?;
+//! for nic in &outcome.nics {
+//!     println!("{} {} {}", nic.name, nic.reason, nic.message);
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 mod apply;
 pub mod config;
