@@ -136,7 +136,7 @@ impl Engine {
         owned: &[(PathBuf, OwnedFile)],
     ) -> Result<Plan, EngineError> {
         let owners: Vec<OwnedFile> = owned.iter().map(|(_, o)| o.clone()).collect();
-        let (parking, nics, stale) = plan_runtime(desired, state, &owners, &self.config);
+        let (parking, mut nics, stale) = plan_runtime(desired, state, &owners, &self.config);
         let configured: BTreeSet<&str> = nics
             .iter()
             .filter(|n| n.action == NicAction::Configure)
@@ -154,6 +154,29 @@ impl Engine {
         }
         let rendered = render(self.config.flavor, &model);
         let file_changes = files::diff(&self.config.root, &rendered, owned, &keep_macs)?;
+        // Files of NICs that are gone from the node (detached) are orphans too: report them.
+        for change in &file_changes {
+            let (
+                FileChange::Remove {
+                    owner: Some(owner), ..
+                },
+                Ok(slot),
+            ) = (change, owner_slot(change))
+            else {
+                continue;
+            };
+            if !nics.iter().any(|n| n.mac == owner.mac) {
+                nics.push(NicPlan {
+                    slot,
+                    name: owner.name.clone(),
+                    mac: owner.mac.clone(),
+                    source_index: None,
+                    index: None,
+                    action: NicAction::Remove,
+                    changes: Vec::new(),
+                });
+            }
+        }
         Ok(Plan {
             parking,
             nics,
@@ -379,6 +402,12 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Slot of the NIC a file belongs to.
+fn owner_slot(change: &FileChange) -> Result<u8, String> {
+    let owner = change.owner().ok_or("no owner")?;
+    multinic_api::parse_slot_name(&owner.name)
 }
 
 /// The file batch of a plan.
