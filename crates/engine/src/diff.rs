@@ -228,91 +228,8 @@ pub(crate) fn plan_runtime(
         }
         nics.push(plan);
     }
-    // Orphans: links named multinicN that multinic configured (its file names the MAC, or a
-    // rule in the slot's table comes from one of the link's addresses) whose MAC left the set.
-    for link in &state.links {
-        let (Some(mac), Ok(slot)) = (link.mac, parse_slot_name(&link.name)) else {
-            continue;
-        };
-        if desired_macs.contains(&mac) {
-            continue;
-        }
-        let table = config.route_table_base + u32::from(slot);
-        let rule_evidence = state.rules.iter().any(|r| {
-            r.table == table
-                && r.source.is_some_and(|s| {
-                    state
-                        .addresses_of(link.index)
-                        .any(|a| a.address.addr() == s.addr())
-                })
-        });
-        if !owned_macs.contains(&mac) && !rule_evidence {
-            continue;
-        }
-        let action = match protection(link, state, &config.guard) {
-            Some(why) => skip(InterfaceReason::PrimaryInterfaceProtected, why),
-            None => NicAction::Remove,
-        };
-        nics.push(NicPlan {
-            slot,
-            name: link.name.clone(),
-            mac: mac.to_string(),
-            source_index: None,
-            index: Some(link.index),
-            action,
-            changes: Vec::new(),
-        });
-    }
-
-    // Name conflicts and parking.
-    let mut sim = state.clone();
-    let mut parking = Vec::new();
-    let movable: BTreeSet<u32> = nics
-        .iter()
-        .filter(|n| matches!(n.action, NicAction::Configure | NicAction::Remove))
-        .filter_map(|n| n.index)
-        .collect();
-    for nic in nics.iter_mut() {
-        let (NicAction::Configure, Some(index)) = (&nic.action, nic.index) else {
-            continue;
-        };
-        let Some(holder) = sim
-            .link_named(&nic.name)
-            .filter(|h| h.index != index)
-            .cloned()
-        else {
-            continue;
-        };
-        if movable.contains(&holder.index) {
-            if holder.up {
-                parking.push(Change::LinkDown {
-                    index: holder.index,
-                });
-                simulate_down(&mut sim, holder.index);
-            }
-            let to = park_name(holder.index);
-            parking.push(Change::Rename {
-                index: holder.index,
-                from: holder.name.clone(),
-                to: to.clone(),
-            });
-            if let Some(l) = sim.links.iter_mut().find(|l| l.index == holder.index) {
-                l.name = to;
-            }
-        } else {
-            let owner = holder
-                .mac
-                .map(|m| m.to_string())
-                .unwrap_or_else(|| "no MAC".into());
-            nic.action = skip(
-                InterfaceReason::NameConflict,
-                format!(
-                    "{} is held by link {} ({owner}), which multinic does not own",
-                    nic.name, holder.index
-                ),
-            );
-        }
-    }
+    nics.extend(find_orphans(state, &desired_macs, &owned_macs, config));
+    let (sim, parking) = park_or_conflict(&mut nics, state);
 
     // Per-link diffs, then the tables.
     let mut diffs: Vec<Option<LinkDiff>> = Vec::with_capacity(nics.len());
@@ -393,6 +310,109 @@ pub(crate) fn plan_runtime(
         plan.changes = changes;
     }
     (parking, nics, stale)
+}
+
+/// Orphans: links named multinicN that multinic configured (its file names the MAC, or a rule
+/// in the slot's table comes from one of the link's addresses) whose MAC left the desired set.
+fn find_orphans(
+    state: &KernelState,
+    desired_macs: &BTreeSet<MacAddress>,
+    owned_macs: &BTreeSet<MacAddress>,
+    config: &EngineConfig,
+) -> Vec<NicPlan> {
+    let mut nics = Vec::new();
+    for link in &state.links {
+        let (Some(mac), Ok(slot)) = (link.mac, parse_slot_name(&link.name)) else {
+            continue;
+        };
+        if desired_macs.contains(&mac) {
+            continue;
+        }
+        let table = config.route_table_base + u32::from(slot);
+        let rule_evidence = state.rules.iter().any(|r| {
+            r.table == table
+                && r.source.is_some_and(|s| {
+                    state
+                        .addresses_of(link.index)
+                        .any(|a| a.address.addr() == s.addr())
+                })
+        });
+        if !owned_macs.contains(&mac) && !rule_evidence {
+            continue;
+        }
+        let action = match protection(link, state, &config.guard) {
+            Some(why) => skip(InterfaceReason::PrimaryInterfaceProtected, why),
+            None => NicAction::Remove,
+        };
+        nics.push(NicPlan {
+            slot,
+            name: link.name.clone(),
+            mac: mac.to_string(),
+            source_index: None,
+            index: Some(link.index),
+            action,
+            changes: Vec::new(),
+        });
+    }
+
+    nics
+}
+
+/// A desired NIC's name may be held by another link. A link multinic may move (one it
+/// configures or strips in this run) is parked under a neutral name first, so names can be
+/// swapped in any order; any other holder makes the NIC a NameConflict. Returns the state as
+/// it will be after parking, and the parking changes.
+fn park_or_conflict(nics: &mut [NicPlan], state: &KernelState) -> (KernelState, Vec<Change>) {
+    let mut sim = state.clone();
+    let mut parking = Vec::new();
+    let movable: BTreeSet<u32> = nics
+        .iter()
+        .filter(|n| matches!(n.action, NicAction::Configure | NicAction::Remove))
+        .filter_map(|n| n.index)
+        .collect();
+    for nic in nics.iter_mut() {
+        let (NicAction::Configure, Some(index)) = (&nic.action, nic.index) else {
+            continue;
+        };
+        let Some(holder) = sim
+            .link_named(&nic.name)
+            .filter(|h| h.index != index)
+            .cloned()
+        else {
+            continue;
+        };
+        if movable.contains(&holder.index) {
+            if holder.up {
+                parking.push(Change::LinkDown {
+                    index: holder.index,
+                });
+                simulate_down(&mut sim, holder.index);
+            }
+            let to = park_name(holder.index);
+            parking.push(Change::Rename {
+                index: holder.index,
+                from: holder.name.clone(),
+                to: to.clone(),
+            });
+            if let Some(l) = sim.links.iter_mut().find(|l| l.index == holder.index) {
+                l.name = to;
+            }
+        } else {
+            let owner = holder
+                .mac
+                .map(|m| m.to_string())
+                .unwrap_or_else(|| "no MAC".into());
+            nic.action = skip(
+                InterfaceReason::NameConflict,
+                format!(
+                    "{} is held by link {} ({owner}), which multinic does not own",
+                    nic.name, holder.index
+                ),
+            );
+        }
+    }
+
+    (sim, parking)
 }
 
 fn skip(reason: InterfaceReason, message: String) -> NicAction {
