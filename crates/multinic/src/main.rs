@@ -43,6 +43,9 @@ enum Command {
     Render(cmd::render::RenderArgs),
     /// Reconcile MultiNicNodeConfigs into agent Jobs and status (the in-cluster controller).
     Controller(Box<cmd::controller::ControllerArgs>),
+    /// Run the whole system on this machine: simulator, controller, agents in network
+    /// namespaces; configure, change and clean up NICs, showing each step.
+    Demo(cmd::demo::DemoArgs),
     /// Benchmarks, e.g. `multinic bench scale --nodes 1000,10000`.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         Command::Render(args) => cmd::render::run(&args),
         Command::Controller(args) => cmd::controller::run(&args),
         Command::Bench(command) => cmd::bench::run(&command),
+        Command::Demo(args) => cmd::demo::run(&args),
         Command::Sim(args) => cmd::sim::run(args),
     };
     match result {

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod bench;
 pub mod controller;
+pub mod demo;
 pub mod render;
 pub mod sim;
 pub mod validate;
