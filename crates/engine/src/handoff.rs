@@ -188,3 +188,60 @@ async fn run(prefix: &[String], args: &[&str]) -> Result<(), HandoffError> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A command prefix that appends the command line it is given to `log` instead of
+    /// running it.
+    fn recorder(log: &std::path::Path) -> Vec<String> {
+        vec![
+            "sh".into(),
+            "-c".into(),
+            format!("echo \"$*\" >> {}", log.display()),
+            "record".into(),
+        ]
+    }
+
+    fn nic(name: &str, removed: bool) -> HandoffNic {
+        HandoffNic {
+            name: name.into(),
+            mac: "fa:16:3e:00:00:01".into(),
+            removed,
+        }
+    }
+
+    #[tokio::test]
+    async fn each_flavor_runs_its_own_commands_and_never_netplan_apply() {
+        let dir = std::env::temp_dir().join(format!("mn-handoff-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let nics = [nic("multinic0", false), nic("multinic3", true)];
+        for (flavor, expected) in [
+            (
+                OsFlavor::Rhel9,
+                "nmcli connection reload\nnmcli connection up multinic0\n",
+            ),
+            (
+                OsFlavor::Rhel7,
+                "nmcli connection reload\nnmcli connection up multinic0\n",
+            ),
+            (OsFlavor::Ubuntu, "netplan generate\nnetworkctl reload\n"),
+        ] {
+            let log = dir.join(flavor.as_str());
+            handoff_for(flavor, recorder(&log))
+                .reload(&nics)
+                .await
+                .unwrap();
+            let ran = std::fs::read_to_string(&log).unwrap();
+            assert_eq!(ran, expected, "{flavor}");
+            assert!(!ran.contains("netplan apply"));
+        }
+        let err = handoff_for(OsFlavor::Ubuntu, vec!["false".into()])
+            .reload(&nics)
+            .await
+            .unwrap_err();
+        assert!(err.command.starts_with("false netplan generate"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
