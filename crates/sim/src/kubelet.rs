@@ -37,23 +37,33 @@ impl Runtime {
 
     pub(crate) async fn stop(&mut self) {
         let _ = self.shutdown.send(true);
-        self.abort_pods();
+        // Wait for the aborted pods: their futures kill the processes when dropped.
+        for t in self.abort_pods() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
+        }
         for t in self.tasks.drain(..) {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
         }
         self.cleanup();
     }
 
-    fn abort_pods(&self) {
-        for (_, t) in self.pods.lock().unwrap_or_else(|e| e.into_inner()).drain() {
-            t.abort();
-        }
+    fn abort_pods(&self) -> Vec<JoinHandle<()>> {
+        let mut pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
+        let tasks: Vec<JoinHandle<()>> = pods.drain().map(|(_, t)| t).collect();
+        tasks.iter().for_each(JoinHandle::abort);
+        tasks
     }
 
     fn cleanup(&mut self) {
         self.netns.clear();
         if let Some(dir) = self.work_dir.take() {
-            let _ = std::fs::remove_dir_all(dir);
+            // A process that was just killed may still have been writing: retry briefly.
+            for _ in 0..20 {
+                if std::fs::remove_dir_all(&dir).is_ok() || !dir.exists() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
         }
     }
 }

@@ -143,8 +143,13 @@ impl PodRunner for ProcessRunner {
                 .stdout(Stdio::from(log))
                 .stderr(Stdio::from(log2))
                 .kill_on_drop(true);
+            // Its own process group, so the whole container (children included) can be ended.
+            cmd.process_group(0);
             let status = match cmd.spawn() {
-                Ok(mut child) => child.wait().await,
+                Ok(mut child) => {
+                    let _group = child.id().map(ProcessGroup);
+                    child.wait().await
+                }
                 Err(e) => return failed(format!("starting {}: {e}", argv.join(" "))),
             };
             let log_tail = tail(&std::fs::read_to_string(&log_path).unwrap_or_default(), 20);
@@ -156,6 +161,20 @@ impl PodRunner for ProcessRunner {
                 Err(e) => failed(e.to_string()),
             }
         })
+    }
+}
+
+/// Kills a container's whole process group when dropped: when the pod's future is cancelled
+/// (pod deleted, deadline, shutdown) and after its main process exited, as a container
+/// runtime ends every process of a container.
+struct ProcessGroup(u32);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0)])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 

@@ -451,11 +451,12 @@ async fn netns_nodes_have_veth_nics_and_vanish_on_shutdown() {
     assert!(!netns_list().contains(&ns), "namespace removed on shutdown");
 }
 
+/// Processes whose environment carries `marker` (children inherit it, so none can hide).
 fn processes_with(marker: &str) -> usize {
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter_map(|e| std::fs::read(e.path().join("environ")).ok())
         .filter(|c| String::from_utf8_lossy(c).contains(marker))
         .count()
 }
@@ -472,7 +473,9 @@ async fn shutdown_stops_running_pods() {
     let client = sim.kube_client().unwrap();
     let marker = format!("sim-marker-{}", std::process::id());
     let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
-    let container = json!({"name": "c", "image": "x", "command": ["sh", "-c", format!("sleep 300; echo {marker}")]});
+    // A background child and a foreground one: both must go.
+    let container = json!({"name": "c", "image": "x", "command": ["sh", "-c", "sleep 301 & sleep 300; echo done"],
+        "env": [{"name": "SIM_MARKER", "value": marker}]});
     jobs.create(
         &PostParams::default(),
         &job("sleeper", "sim-node-0", container, json!({}), json!([])),
@@ -481,7 +484,7 @@ async fn shutdown_stops_running_pods() {
     .unwrap();
     eventually(10, "the pod's process runs", || {
         let m = marker.clone();
-        async move { (processes_with(&m) > 0).then_some(()) }
+        async move { (processes_with(&m) >= 3).then_some(()) }
     })
     .await;
     let work_dir = sim.work_dir.clone();
