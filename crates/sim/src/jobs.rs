@@ -9,9 +9,10 @@ use crate::meta;
 use crate::registry::ResourceType;
 use crate::store::{Change, Store, Target};
 use serde_json::{Value, json};
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 type JobKey = (String, String);
 
@@ -20,11 +21,14 @@ struct JobController {
     jobs: Arc<ResourceType>,
     pods: Arc<ResourceType>,
     timers: mpsc::UnboundedSender<JobKey>,
+    /// Pods by owning Job uid, kept from the change feed (the informer index a real Job
+    /// controller uses), so counting a Job's pods does not scan every pod.
+    pods_by_owner: Mutex<HashMap<String, BTreeSet<(String, String)>>>,
 }
 
 /// Runs the Job controller until `stop` turns true.
 pub(crate) async fn run(store: Arc<Store>, mut stop: watch::Receiver<bool>) {
-    let mut feed = store.subscribe();
+    let mut feed = store.subscribe_internal();
     let (timers, mut due) = mpsc::unbounded_channel();
     let (Some(jobs), Some(pods)) = (
         store.lookup("batch", "v1", "jobs"),
@@ -37,6 +41,7 @@ pub(crate) async fn run(store: Arc<Store>, mut stop: watch::Receiver<bool>) {
         jobs,
         pods,
         timers,
+        pods_by_owner: Mutex::default(),
     };
     ctl.resync();
     loop {
@@ -44,9 +49,8 @@ pub(crate) async fn run(store: Arc<Store>, mut stop: watch::Receiver<bool>) {
             _ = stop.wait_for(|s| *s) => return,
             Some((ns, name)) = due.recv() => ctl.reconcile(&ns, &name),
             got = feed.recv() => match got {
-                Ok(c) => ctl.on_change(&c),
-                Err(broadcast::error::RecvError::Lagged(_)) => ctl.resync(),
-                Err(broadcast::error::RecvError::Closed) => return,
+                Some(c) => ctl.on_change(&c),
+                None => return,
             }
         }
     }
@@ -86,6 +90,7 @@ impl JobController {
                 self.reconcile(meta::namespace(&c.object), meta::name(&c.object));
             }
         } else if c.gr.group.is_empty() && c.gr.resource == "pods" {
+            self.index_pod(c.kind, &c.object);
             let refs = c
                 .object
                 .pointer("/metadata/ownerReferences")
@@ -102,7 +107,34 @@ impl JobController {
         }
     }
 
+    fn index_pod(&self, kind: crate::store::ChangeKind, pod: &Value) {
+        let key = (
+            meta::namespace(pod).to_string(),
+            meta::name(pod).to_string(),
+        );
+        let mut index = self.pods_by_owner.lock().unwrap_or_else(|e| e.into_inner());
+        for owner in meta::owner_uids(pod) {
+            let set = index.entry(owner.clone()).or_default();
+            if kind == crate::store::ChangeKind::Deleted {
+                set.remove(&key);
+                if set.is_empty() {
+                    index.remove(&owner);
+                }
+            } else {
+                set.insert(key.clone());
+            }
+        }
+    }
+
     fn resync(&self) {
+        if let Ok(page) = self
+            .store
+            .list(&self.pods, None, &Default::default(), None, None)
+        {
+            for p in &page.items {
+                self.index_pod(crate::store::ChangeKind::Added, p);
+            }
+        }
         if let Ok(page) = self
             .store
             .list(&self.jobs, None, &Default::default(), None, None)
@@ -123,25 +155,15 @@ impl JobController {
 
     fn owned_pods(&self, job: &Value) -> Vec<Value> {
         let uid = meta::uid(job);
-        // Select by the controller-uid label first so only this Job's pods are copied.
-        let selectors = crate::selectors::Selectors {
-            labels: crate::selectors::LabelSelector::parse(&format!(
-                "batch.kubernetes.io/controller-uid={uid}"
-            ))
-            .unwrap_or_default(),
-            fields: Default::default(),
-        };
-        self.store
-            .list(
-                &self.pods,
-                Some(meta::namespace(job)),
-                &selectors,
-                None,
-                None,
-            )
-            .map(|p| p.items)
-            .unwrap_or_default()
-            .into_iter()
+        let keys: Vec<(String, String)> = self
+            .pods_by_owner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(uid)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        keys.into_iter()
+            .filter_map(|(ns, name)| self.store.get(&self.pods, Some(&ns), &name).ok())
             .filter(|p| meta::owner_uids(p).iter().any(|u| u == uid))
             .collect()
     }

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// Longest termination message kept, as in Kubernetes.
@@ -220,7 +220,7 @@ pub(crate) async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
         work_dir: work_dir.clone(),
         next_node: AtomicUsize::new(0),
     };
-    let feed = store.subscribe();
+    let feed = store.subscribe_internal();
     runtime.tasks.push(tokio::spawn(
         Arc::new(kubelet).run(feed, shutdown_rx.clone()),
     ));
@@ -250,7 +250,7 @@ struct Kubelet {
 impl Kubelet {
     async fn run(
         self: Arc<Self>,
-        mut feed: broadcast::Receiver<Arc<crate::store::Change>>,
+        mut feed: tokio::sync::mpsc::UnboundedReceiver<Arc<crate::store::Change>>,
         mut stop: watch::Receiver<bool>,
     ) {
         self.resync();
@@ -258,10 +258,9 @@ impl Kubelet {
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
                 got = feed.recv() => match got {
-                    Ok(c) if c.gr.group.is_empty() && c.gr.resource == "pods" => self.on_pod(c.kind, &c.object),
-                    Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(_)) => self.resync(),
-                    Err(broadcast::error::RecvError::Closed) => return,
+                    Some(c) if c.gr.group.is_empty() && c.gr.resource == "pods" => self.on_pod(c.kind, &c.object),
+                    Some(_) => {}
+                    None => return,
                 }
             }
         }
@@ -340,19 +339,27 @@ impl Kubelet {
             .cloned()
             .unwrap_or_default();
         let nodes_rt = core(&self.store, "nodes");
-        // The store filters before copying, so a hostname selector copies one node, not all.
-        let wanted: Vec<String> = selector
-            .iter()
-            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-            .collect();
-        let selectors = crate::selectors::Selectors {
-            labels: crate::selectors::LabelSelector::parse(&wanted.join(",")).unwrap_or_default(),
-            fields: Default::default(),
+        let fits_labels = |n: &Value| {
+            selector
+                .iter()
+                .all(|(k, v)| n.pointer("/metadata/labels").and_then(|l| l.get(k)) == Some(v))
         };
-        let Ok(page) = self.store.list(&nodes_rt, None, &selectors, None, None) else {
-            return;
+        // A hostname selector names one node: read it instead of listing all of them.
+        let by_name = selector
+            .get("kubernetes.io/hostname")
+            .and_then(Value::as_str)
+            .and_then(|host| self.store.get(&nodes_rt, None, host).ok());
+        let candidates: Vec<Value> = match by_name {
+            Some(node) => vec![node],
+            None => match self
+                .store
+                .list(&nodes_rt, None, &Default::default(), None, None)
+            {
+                Ok(page) => page.items,
+                Err(_) => return,
+            },
         };
-        let fits: Vec<&Value> = page.items.iter().collect();
+        let fits: Vec<&Value> = candidates.iter().filter(|n| fits_labels(n)).collect();
         if fits.is_empty() {
             return;
         }

@@ -75,6 +75,8 @@ pub(crate) struct Inner {
     pub(crate) objects: HashMap<GroupResource, Bucket>,
     /// Uids of every stored object, for the garbage collector's "does the owner exist".
     pub(crate) uids: std::collections::HashSet<String>,
+    /// The simulator's own controllers (kubelet, Job controller): they must never miss a change.
+    internal: Vec<tokio::sync::mpsc::UnboundedSender<Arc<Change>>>,
     history: VecDeque<Arc<Change>>,
     history_limit: usize,
 }
@@ -100,6 +102,7 @@ impl Store {
                 registry: Registry::default(),
                 objects: HashMap::new(),
                 uids: Default::default(),
+                internal: Vec::new(),
                 history: VecDeque::new(),
                 history_limit: history_limit.max(1),
             }),
@@ -129,6 +132,14 @@ impl Store {
     /// Subscribes to the live feed.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
         self.feed.subscribe()
+    }
+
+    /// An unbounded feed for the simulator's own controllers, which must not lag behind (API
+    /// watchers use the bounded [`Store::subscribe`] and get 410 when they fall behind).
+    pub(crate) fn subscribe_internal(&self) -> tokio::sync::mpsc::UnboundedReceiver<Arc<Change>> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.lock().internal.push(tx);
+        rx
     }
 
     /// Records a write: bumps the resourceVersion, stores or removes the object, keeps history
@@ -166,6 +177,7 @@ impl Store {
                 inner.compacted_rv = old.rv;
             }
         }
+        inner.internal.retain(|tx| tx.send(change.clone()).is_ok());
         let _ = self.feed.send(change);
         obj
     }
