@@ -1,6 +1,7 @@
 //! Load check of the simulator: N nodes, one instant-agent Job per node created through the
 //! API at once, timed until every Job is Complete, with a List+Watch client running alongside.
-//! `cargo run --release -p multinic-sim --example jobs_load -- [NODES]`
+//! Several sizes run one after another in one process, so the per-Job cost can be compared.
+//! `cargo run --release -p multinic-sim --example jobs_load -- [NODES...]` (default 300 1000 3000)
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
@@ -13,10 +14,36 @@ use std::time::Instant;
 
 #[tokio::main]
 async fn main() {
-    let nodes: usize = std::env::args()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(500);
+    let mut sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    if sizes.is_empty() {
+        sizes = vec![300, 1000, 3000];
+    }
+    let mut rows = Vec::new();
+    for nodes in sizes {
+        rows.push((nodes, run(nodes).await));
+    }
+    let base = rows[0].1.as_secs_f64() / rows[0].0 as f64;
+    println!(
+        "| Jobs (= nodes) | create all + all Complete | per Job | per Job vs {} |",
+        rows[0].0
+    );
+    println!("|---|---|---|---|");
+    for (n, t) in &rows {
+        let per = t.as_secs_f64() / *n as f64;
+        println!(
+            "| {n} | {:.2} s | {:.2} ms | {:.2}x |",
+            t.as_secs_f64(),
+            per * 1e3,
+            per / base
+        );
+    }
+}
+
+/// One sim of `nodes` nodes: returns the time from the first create to the last Complete.
+async fn run(nodes: usize) -> std::time::Duration {
     let started = Instant::now();
     let sim = Sim::start(SimConfig::with_nodes(nodes))
         .await
@@ -57,13 +84,12 @@ async fn main() {
     }
     let completed = t0.elapsed();
     watch.abort();
-    println!(
+    eprintln!(
         "nodes={nodes} register={registered:?} create_all={created:?} all_complete={completed:?}"
     );
     for ((verb, resource), n) in sim.request_counts() {
-        println!("  {verb:>8} {resource:<10} {n}");
+        eprintln!("  {verb:>8} {resource:<10} {n}");
     }
-    let t = Instant::now();
     sim.shutdown().await;
-    println!("shutdown={:?}", t.elapsed());
+    completed
 }
