@@ -80,6 +80,34 @@ impl ApiError {
         .named(group, resource, name)
     }
 
+    /// 409 for a server-side apply that would take fields owned by other appliers.
+    pub fn apply_conflict(
+        group: &str,
+        resource: &str,
+        name: &str,
+        conflicts: &[(String, String)],
+    ) -> Self {
+        let list: Vec<String> = conflicts
+            .iter()
+            .map(|(m, f)| format!("conflict with {m:?}: {f}"))
+            .collect();
+        let message = format!(
+            "Apply failed with {} conflict{}: {}",
+            conflicts.len(),
+            if conflicts.len() == 1 { "" } else { "s" },
+            list.join("; ")
+        );
+        let causes: Vec<Value> = conflicts
+            .iter()
+            .map(|(m, f)| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {m:?}"), "field": f}))
+            .collect();
+        let mut err = Self::with(409, "Conflict", message).named(group, resource, name);
+        if let Some(d) = err.details.as_mut() {
+            d["causes"] = Value::Array(causes);
+        }
+        err
+    }
+
     /// 422 with one cause per invalid field.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
         let list: Vec<String> = causes

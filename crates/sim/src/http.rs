@@ -318,8 +318,27 @@ fn patch(
         ));
     }
     let status = target == Target::Status;
+    let force = flag(q, "force");
     let result = st.store.modify(rt, ns, name, target, |cur| {
+        let conflicts = if apply {
+            patch::apply_conflicts(
+                cur,
+                manager.as_deref().unwrap_or_default(),
+                status,
+                &patch_doc,
+            )
+        } else {
+            Vec::new()
+        };
+        if !conflicts.is_empty() && !force {
+            return Err(ApiError::apply_conflict(
+                &rt.group, &rt.plural, name, &conflicts,
+            ));
+        }
         let mut o = patch::apply_patch(kind, cur, &patch_doc)?;
+        if let Some(m) = &manager {
+            patch::take_ownership(&mut o, m, status, &conflicts);
+        }
         if let Some(m) = &manager {
             let fields = if apply {
                 patch::drop_released_fields(&mut o, cur, m, status, &patch_doc);

@@ -2,8 +2,8 @@
 //! strategic merge patch (treated as a merge patch: lists are replaced), and server-side apply:
 //! the applied object is merged over the live one, fields this manager applied before and
 //! now omits are removed (unless another applier owns them), and managedFields records each
-//! applier's field set in FieldsV1 form (lists are atomic). Apply conflicts are not detected:
-//! every apply behaves as if `force=true`.
+//! applier's field set in FieldsV1 form (lists are atomic). Without `force`, an apply that
+//! changes a field another applier owns is a 409 Conflict naming the field and the owner.
 
 use crate::error::ApiError;
 use crate::meta;
@@ -153,15 +153,18 @@ fn leaf_paths(set: &Value, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>)
 }
 
 /// Whether a field set covers `path` (the path itself, a descendant or an atomic ancestor).
+/// An empty set at the root covers nothing.
 fn covers(set: &Value, path: &[String]) -> bool {
     let mut node = set;
-    for key in path {
-        match node.as_object() {
-            Some(m) if m.is_empty() => return true,
-            Some(m) => match m.get(&format!("f:{key}")) {
-                Some(next) => node = next,
-                None => return false,
-            },
+    for (depth, key) in path.iter().enumerate() {
+        let Some(m) = node.as_object() else {
+            return false;
+        };
+        if depth > 0 && m.is_empty() {
+            return true;
+        }
+        match m.get(&format!("f:{key}")) {
+            Some(next) => node = next,
             None => return false,
         }
     }
@@ -192,6 +195,90 @@ fn apply_entries(obj: &Value) -> Vec<Value> {
         .into_iter()
         .filter(|e| e["operation"] == json!("Apply"))
         .collect()
+}
+
+fn value_at<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |node, key| node.get(key.as_str()))
+}
+
+/// Fields the applied document would change that another applier owns, as
+/// `(owner, ".path.to.field")`.
+pub fn apply_conflicts(
+    live: &Value,
+    manager: &str,
+    status: bool,
+    applied: &Value,
+) -> Vec<(String, String)> {
+    let mut paths = Vec::new();
+    leaf_paths(&field_set(applied), &mut Vec::new(), &mut paths);
+    let mut out = Vec::new();
+    for e in apply_entries(live) {
+        if e["manager"] == json!(manager) || e.get("subresource").is_some() != status {
+            continue;
+        }
+        for path in paths.iter().filter(|p| covers(&e["fieldsV1"], p)) {
+            if value_at(live, path) != value_at(applied, path) {
+                out.push((
+                    e["manager"].as_str().unwrap_or_default().to_string(),
+                    format!(".{}", path.join(".")),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Removes one field from a FieldsV1 set, dropping parents left empty (an empty map below the
+/// root would read as "owns the whole parent").
+fn remove_from_set(set: &mut Value, keys: &[String]) {
+    let Some((first, rest)) = keys.split_first() else {
+        return;
+    };
+    let Some(map) = set.as_object_mut() else {
+        return;
+    };
+    if rest.is_empty() {
+        map.remove(first);
+        return;
+    }
+    if let Some(child) = map.get_mut(first) {
+        remove_from_set(child, rest);
+        if child.as_object().is_some_and(|m| m.is_empty()) {
+            map.remove(first);
+        }
+    }
+}
+
+/// A forced apply takes the fields it conflicted on: they leave the other appliers' sets.
+pub fn take_ownership(
+    obj: &mut Value,
+    manager: &str,
+    status: bool,
+    conflicts: &[(String, String)],
+) {
+    let Some(entries) = obj
+        .pointer_mut("/metadata/managedFields")
+        .and_then(Value::as_array_mut)
+    else {
+        return;
+    };
+    for e in entries.iter_mut() {
+        let owner = e["manager"].as_str().unwrap_or_default().to_string();
+        if owner == manager
+            || e["operation"] != json!("Apply")
+            || e.get("subresource").is_some() != status
+        {
+            continue;
+        }
+        for (_, field) in conflicts.iter().filter(|(m, _)| *m == owner) {
+            let keys: Vec<String> = field
+                .trim_start_matches('.')
+                .split('.')
+                .map(|k| format!("f:{k}"))
+                .collect();
+            remove_from_set(&mut e["fieldsV1"], &keys);
+        }
+    }
 }
 
 /// After an apply by `manager`: removes from `merged` the fields that manager's previous apply
@@ -320,6 +407,32 @@ mod tests {
             merged["spec"],
             json!({"a": 5, "b": 2, "c": 3}),
             "list released; b kept (other owns it); c never applied"
+        );
+    }
+
+    #[test]
+    fn conflicts_name_owner_and_field() {
+        let mut live = json!({"spec": {"a": 1, "b": 2}});
+        record_manager(
+            &mut live,
+            "other",
+            true,
+            false,
+            json!({"f:spec": {"f:a": {}}}),
+        );
+        let same = json!({"spec": {"a": 1, "b": 3}});
+        assert!(
+            apply_conflicts(&live, "me", false, &same).is_empty(),
+            "same value: no conflict"
+        );
+        let changed = json!({"spec": {"a": 5}});
+        assert_eq!(
+            apply_conflicts(&live, "me", false, &changed),
+            vec![("other".to_string(), ".spec.a".to_string())]
+        );
+        assert!(
+            apply_conflicts(&live, "other", false, &changed).is_empty(),
+            "own fields never conflict"
         );
     }
 }

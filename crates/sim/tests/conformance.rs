@@ -13,7 +13,7 @@
 //! | custom resources validated against openAPIV3Schema: 422 with field causes | `schema_violations_are_422_with_field_causes` |
 //! | schema defaults and pruning of unknown fields | `unknown_fields_are_pruned` |
 //! | JSON merge patch, JSON patch with `test`, strategic merge | `merge_json_and_strategic_patches` |
-//! | server-side apply with fieldManager and force, also on status; released fields removed; managedFields | `server_side_apply_creates_updates_and_records_managers` |
+//! | server-side apply with fieldManager and force, also on status; released fields removed; conflicts without force; managedFields | `server_side_apply_creates_updates_and_records_managers` |
 
 mod common;
 
@@ -481,5 +481,39 @@ async fn server_side_apply_creates_updates_and_records_managers() {
     assert_eq!(
         ctl_entry.fields_v1.as_ref().unwrap().0,
         json!({"f:status": {"f:state": {}}})
+    );
+    // Without force, taking another applier's field is a conflict naming it; with force it
+    // is taken.
+    let polite = PatchParams::apply("multinic-controller");
+    let err = status_of(
+        api.patch_status("w1", &polite, &st(json!({"interfacesReady": "1/1"})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
+    assert!(
+        err.message.contains("someone-else") && err.message.contains(".status.interfacesReady"),
+        "{}",
+        err.message
+    );
+    api.patch_status("w1", &polite, &st(json!({"state": "Configured"})))
+        .await
+        .expect("no conflict on own fields");
+    let taken = api
+        .patch_status("w1", &ctl, &st(json!({"interfacesReady": "1/1"})))
+        .await
+        .unwrap();
+    assert_eq!(
+        taken.status.unwrap().interfaces_ready.as_deref(),
+        Some("1/1")
+    );
+    let released = api
+        .patch_status("w1", &ctl, &st(json!({"state": "Configured"})))
+        .await
+        .unwrap();
+    assert_eq!(
+        released.status.unwrap().interfaces_ready,
+        None,
+        "a forced apply took ownership, so omitting the field now releases it"
     );
 }
