@@ -111,6 +111,40 @@ fn default_pod_spec(spec: Option<&mut Value>) {
     }
 }
 
+/// An events.k8s.io/v1 Event in its core/v1 form.
+pub fn event_to_core(e: &Value) -> Value {
+    let get = |k: &str| e.get(k).cloned().unwrap_or(Value::Null);
+    let series_count = e.pointer("/series/count").cloned();
+    let last_seen = e.pointer("/series/lastObservedTime").cloned();
+    let source = match e.get("deprecatedSource") {
+        Some(s) => s.clone(),
+        None => json!({"component": get("reportingController")}),
+    };
+    let mut core = json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": get("metadata"),
+        "involvedObject": get("regarding"),
+        "related": get("related"),
+        "reason": get("reason"),
+        "message": get("note"),
+        "type": get("type"),
+        "action": get("action"),
+        "eventTime": get("eventTime"),
+        "reportingComponent": get("reportingController"),
+        "reportingInstance": get("reportingInstance"),
+        "series": get("series"),
+        "source": source,
+        "firstTimestamp": e.get("deprecatedFirstTimestamp").cloned().unwrap_or_else(|| get("eventTime")),
+        "lastTimestamp": e.get("deprecatedLastTimestamp").cloned().or(last_seen).unwrap_or_else(|| get("eventTime")),
+        "count": e.get("deprecatedCount").cloned().or(series_count).unwrap_or(json!(1)),
+    });
+    if let Some(m) = core.as_object_mut() {
+        m.retain(|_, v| !v.is_null());
+    }
+    core
+}
+
 /// Checks a CRD and serves (or re-serves) the type it defines.
 pub fn register_crd(registry: &mut Registry, crd: &Value) -> Result<(), ApiError> {
     let name = crate::meta::name(crd).to_string();

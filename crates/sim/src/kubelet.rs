@@ -195,6 +195,7 @@ pub(crate) async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
             o["status"] = status;
             Ok(o)
         })?;
+        register_lease(&store, &spec.name)?;
         nodes.insert(
             spec.name.clone(),
             NodeContext {
@@ -236,6 +237,23 @@ pub(crate) async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
         counters,
         runtime,
     })
+}
+
+/// The node's heartbeat Lease in kube-node-lease, as a kubelet keeps one (`kubectl describe
+/// node` shows it).
+fn register_lease(store: &Store, node: &str) -> Result<(), SimError> {
+    let (Some(leases), Some(nodes)) = (
+        store.lookup("coordination.k8s.io", "v1", "leases"),
+        store.lookup("", "v1", "nodes"),
+    ) else {
+        return Ok(());
+    };
+    let uid = meta::uid(&store.get(&nodes, None, node)?).to_string();
+    let lease = json!({"metadata": {"name": node,
+        "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": node, "uid": uid}]},
+        "spec": {"holderIdentity": node, "leaseDurationSeconds": 40, "renewTime": meta::now_micro()}});
+    store.create(&leases, Some("kube-node-lease"), lease)?;
+    Ok(())
 }
 
 struct Kubelet {

@@ -201,7 +201,11 @@ impl Default for Registry {
                 &["crd", "crds"],
             ),
         ];
-        for t in builtins {
+        for mut t in builtins {
+            // `kubectl get all` lists the workload types.
+            if matches!(t.plural.as_str(), "pods" | "jobs" | "daemonsets") {
+                t.categories = vec!["all".into()];
+            }
             r.insert(t);
         }
         r

@@ -161,7 +161,7 @@ impl Store {
             bucket.remove(&k);
             inner.uids.remove(meta::uid(&obj));
         } else {
-            bucket.insert(k, obj.clone());
+            bucket.insert(k.clone(), obj.clone());
             inner.uids.insert(meta::uid(&obj).to_string());
         }
         let change = Arc::new(Change {
@@ -179,7 +179,32 @@ impl Store {
         }
         inner.internal.retain(|tx| tx.send(change.clone()).is_ok());
         let _ = self.feed.send(change);
+        if gr.group == "events.k8s.io" && gr.resource == "events" {
+            self.mirror_event(inner, kind, &obj, &k);
+        }
         obj
+    }
+
+    /// events.k8s.io/v1 and core/v1 Events are one resource in the API server: every write of
+    /// the former shows in the latter too (so `kubectl describe` lists what kube-runtime's
+    /// Recorder published).
+    fn mirror_event(
+        &self,
+        inner: &mut Inner,
+        kind: ChangeKind,
+        event: &Value,
+        k: &(String, String),
+    ) {
+        let core = GroupResource::new("", "events");
+        let previous = inner.objects.get(&core).and_then(|b| b.get(k)).cloned();
+        let kind = match (kind, &previous) {
+            (ChangeKind::Deleted, None) => return,
+            (ChangeKind::Deleted, Some(_)) => ChangeKind::Deleted,
+            (_, Some(_)) => ChangeKind::Modified,
+            (_, None) => ChangeKind::Added,
+        };
+        let mirror = crate::builtin::event_to_core(event);
+        self.commit(inner, &core, kind, mirror, previous);
     }
 
     /// Changes after `rv` of one type, or 410 when some of them are no longer kept; plus a feed

@@ -88,7 +88,50 @@ fn age(ts: &str) -> String {
     }
 }
 
+/// Cells kubectl shows for Pods that no single JSONPath gives.
+fn pod_cell(which: &str, pod: &Value) -> Value {
+    let statuses = pod
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    match which {
+        "@ready" => {
+            let total = pod
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            let ready = statuses
+                .iter()
+                .filter(|c| c["ready"] == json!(true))
+                .count();
+            json!(format!("{ready}/{total}"))
+        }
+        "@restarts" => json!(
+            statuses
+                .iter()
+                .filter_map(|c| c["restartCount"].as_i64())
+                .sum::<i64>()
+        ),
+        _ => {
+            // STATUS: the terminated reason once the container ended, else the phase.
+            let reason = statuses
+                .first()
+                .and_then(|c| c.pointer("/state/terminated/reason"))
+                .and_then(Value::as_str);
+            let phase = pod
+                .pointer("/status/phase")
+                .and_then(Value::as_str)
+                .unwrap_or("Unknown");
+            json!(reason.unwrap_or(if phase == "Running" { "Running" } else { phase }))
+        }
+    }
+}
+
 fn cell(col: &PrinterColumn, obj: &Value) -> Value {
+    if col.json_path.starts_with('@') {
+        return pod_cell(&col.json_path, obj);
+    }
     let found = eval(&col.json_path, obj);
     if col.json_path == NODE_READY {
         let ready = found.first().and_then(Value::as_str) == Some("True");
@@ -134,7 +177,9 @@ fn builtin_columns(rt: &ResourceType) -> Vec<PrinterColumn> {
             col("OS-Image", "string", ".status.nodeInfo.osImage"),
         ],
         ("", "pods") => vec![
-            col("Status", "string", ".status.phase"),
+            col("Ready", "string", "@ready"),
+            col("Status", "string", "@status"),
+            col("Restarts", "integer", "@restarts"),
             col("Node", "string", ".spec.nodeName"),
         ],
         ("", "namespaces") => vec![col("Status", "string", ".status.phase")],

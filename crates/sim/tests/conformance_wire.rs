@@ -1,9 +1,10 @@
-//! Conformance-style tests, part three: events and leases, wire formats (Table,
-//! PartialObjectMetadata), request counters and the validation of built-in objects.
+//! Conformance-style tests, part three: server-side apply, events and leases, wire formats
+//! (Table, PartialObjectMetadata), request counters and the validation of built-in objects.
 //!
 //! | Promise | Test |
 //! |---|---|
-//! | events (core/v1, events.k8s.io/v1), leases | `events_and_leases` |
+//! | server-side apply with fieldManager and force, also on status; released fields removed; conflicts without force; managedFields | `server_side_apply_creates_updates_and_records_managers` |
+//! | events (core/v1, events.k8s.io/v1, one resource: the latter reads as the former), leases | `events_and_leases` |
 //! | Table output with printer columns, PartialObjectMetadata | `table_and_metadata_only_responses` |
 //! | request counters by verb and resource | `request_counters` |
 //! | built-in objects validated (names, labels, Pod/Job specs); Job template and Pod spec immutable | `built_in_objects_are_validated_and_immutable_fields_kept` |
@@ -49,6 +50,17 @@ async fn events_and_leases() {
         .create(&PostParams::default(), &e)
         .await
         .unwrap();
+    // What the Recorder published through events.k8s.io/v1 also reads as a core/v1 Event, the
+    // way `kubectl describe` looks for it.
+    let all_core: Api<k8s_openapi::api::core::v1::Event> = Api::all(client.clone());
+    let mirrored = all_core
+        .list(&ListParams::default().fields("involvedObject.name=n1,reason=Tested"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(mirrored.len(), 1);
+    assert_eq!(mirrored[0].message.as_deref(), Some("hello"));
+    assert_eq!(mirrored[0].involved_object.kind.as_deref(), Some("Node"));
     let leases: Api<Lease> = Api::namespaced(client, "kube-system");
     let l: Lease = serde_json::from_value(json!({"metadata": {"name": "multinic-controller"}, "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}})).unwrap();
     let created = leases.create(&PostParams::default(), &l).await.unwrap();
@@ -227,5 +239,134 @@ async fn built_in_objects_are_validated_and_immutable_fields_kept() {
     assert_eq!(
         fields(err),
         ["metadata.name", "spec.containers[0].volumeMounts[0].name"]
+    );
+}
+
+#[tokio::test]
+async fn server_side_apply_creates_updates_and_records_managers() {
+    let (_sim, client) = sim_with_crd(SimConfig::default()).await;
+    let api: Api<MultiNicNodeConfig> = Api::namespaced(client, NS);
+    let pp = PatchParams::apply("multinic-test").force();
+    let created = api
+        .patch("w1", &pp, &Patch::Apply(mnnc("w1", "n1", 1450)))
+        .await
+        .unwrap();
+    assert_eq!(created.metadata.generation, Some(1));
+    let managers: Vec<String> = created
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
+    assert_eq!(managers, vec!["multinic-test".to_string()]);
+    let updated = api
+        .patch("w1", &pp, &Patch::Apply(mnnc("w1", "n1", 1400)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (updated.metadata.generation, updated.spec.interfaces[0].mtu),
+        (Some(2), Some(1400))
+    );
+    let status = json!({"apiVersion": "multinic.io/v1alpha1", "kind": "MultiNicNodeConfig", "status": {"state": "InProgress"}});
+    let with_status = api
+        .patch_status(
+            "w1",
+            &PatchParams::apply("multinic-controller").force(),
+            &Patch::Apply(status),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        with_status.status.unwrap().state.unwrap().as_str(),
+        "InProgress"
+    );
+    assert_eq!(with_status.metadata.generation, Some(2));
+    let err = status_of(
+        api.patch(
+            "w1",
+            &PatchParams::default(),
+            &Patch::Apply(mnnc("w1", "n1", 1)),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(err.code, 400, "apply needs a field manager");
+    // A field the controller applied before and now omits is released (removed); a field
+    // another applier owns stays.
+    let ctl = PatchParams::apply("multinic-controller").force();
+    let st = |status: serde_json::Value| {
+        Patch::Apply(
+            json!({"apiVersion": "multinic.io/v1alpha1", "kind": "MultiNicNodeConfig", "status": status}),
+        )
+    };
+    api.patch_status(
+        "w1",
+        &ctl,
+        &st(json!({"state": "InProgress", "lastJobName": "job-1"})),
+    )
+    .await
+    .unwrap();
+    let other = PatchParams::apply("someone-else").force();
+    api.patch_status("w1", &other, &st(json!({"interfacesReady": "0/1"})))
+        .await
+        .unwrap();
+    let after = api
+        .patch_status("w1", &ctl, &st(json!({"state": "Configured"})))
+        .await
+        .unwrap();
+    let status = after.status.unwrap();
+    assert_eq!(status.state.unwrap().as_str(), "Configured");
+    assert_eq!(status.last_job_name, None, "released by its applier");
+    assert_eq!(
+        status.interfaces_ready.as_deref(),
+        Some("0/1"),
+        "owned by another applier"
+    );
+    let entries = after.metadata.managed_fields.unwrap();
+    let ctl_entry = entries
+        .iter()
+        .find(|e| {
+            e.manager.as_deref() == Some("multinic-controller")
+                && e.subresource.as_deref() == Some("status")
+        })
+        .unwrap();
+    assert_eq!(
+        ctl_entry.fields_v1.as_ref().unwrap().0,
+        json!({"f:status": {"f:state": {}}})
+    );
+    // Without force, taking another applier's field is a conflict naming it; with force it
+    // is taken.
+    let polite = PatchParams::apply("multinic-controller");
+    let err = status_of(
+        api.patch_status("w1", &polite, &st(json!({"interfacesReady": "1/1"})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
+    assert!(
+        err.message.contains("someone-else") && err.message.contains(".status.interfacesReady"),
+        "{}",
+        err.message
+    );
+    api.patch_status("w1", &polite, &st(json!({"state": "Configured"})))
+        .await
+        .expect("no conflict on own fields");
+    let taken = api
+        .patch_status("w1", &ctl, &st(json!({"interfacesReady": "1/1"})))
+        .await
+        .unwrap();
+    assert_eq!(
+        taken.status.unwrap().interfaces_ready.as_deref(),
+        Some("1/1")
+    );
+    let released = api
+        .patch_status("w1", &ctl, &st(json!({"state": "Configured"})))
+        .await
+        .unwrap();
+    assert_eq!(
+        released.status.unwrap().interfaces_ready,
+        None,
+        "a forced apply took ownership, so omitting the field now releases it"
     );
 }

@@ -1,6 +1,7 @@
 //! The machine's real kubectl against the simulator: `get nodes`, `apply -f` of the CRD and of
-//! a custom resource, `get -o yaml`, `label`, `wait --for=condition/jsonpath`, `delete`, and a
-//! custom resource that breaks its schema being refused with the field named; `logs` of a pod.
+//! a custom resource, `get -o yaml`, `label`, `wait --for=condition/jsonpath`, `describe` (with
+//! the controller's Events), `delete`, a custom resource that breaks its schema being refused
+//! with the field named, and `logs` of a pod.
 
 mod common;
 
@@ -252,6 +253,35 @@ async fn apply_crd_and_resource_then_get_wait_and_delete() {
             .nth(1)
             .unwrap_or("")
             .contains("Configured"),
+        "{}",
+        out.stdout
+    );
+
+    // An Event the controller publishes (kube-runtime Recorder) shows in `kubectl describe`.
+    let recorder = kube::runtime::events::Recorder::new(
+        sim.kube_client().unwrap(),
+        "multinic-controller".into(),
+    );
+    let obj = api.get("sim-node-0").await.unwrap();
+    let ev = kube::runtime::events::Event {
+        type_: kube::runtime::events::EventType::Normal,
+        reason: "Configured".into(),
+        note: Some("3 interfaces configured".into()),
+        action: "Apply".into(),
+        secondary: None,
+    };
+    recorder
+        .publish(&ev, &kube::Resource::object_ref(&obj, &()))
+        .await
+        .unwrap();
+    let out = kubectl_async(
+        &sim,
+        &["describe", "mnnc", "-n", "multinic-system", "sim-node-0"],
+    )
+    .await;
+    assert!(out.ok, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("3 interfaces configured") && out.stdout.contains("Configured"),
         "{}",
         out.stdout
     );
