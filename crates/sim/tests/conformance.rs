@@ -1,6 +1,8 @@
-//! Conformance-style tests: one test per API promise the simulator makes, driven through
-//! kube-rs's own `Api` exactly as product code would use it. Watch, runtime and kubectl
-//! promises live in `conformance_watch.rs`, `kubectl.rs` and `kubelet.rs`.
+//! Conformance-style tests, part one: one test per API promise the simulator makes, driven
+//! through kube-rs's own `Api` exactly as product code would use it. The other promises each
+//! have a test listed in the same kind of table in `conformance_objects.rs` (selectors,
+//! deletion, pagination), `conformance_wire.rs` (apply, events, wire formats, validation),
+//! `conformance_watch.rs` (watch and kube-runtime), `kubectl.rs` and `kubelet.rs` (nodes, Jobs).
 //!
 //! | Promise | Test |
 //! |---|---|
