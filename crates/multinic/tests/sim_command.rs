@@ -7,9 +7,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn kubectl(kubeconfig: &str, args: &[&str]) -> (bool, String, String) {
+    // Discovery cache next to the kubeconfig: ports get reused between sims.
+    let cache = std::path::Path::new(kubeconfig).with_file_name("kubectl-cache");
     let out = Command::new("/usr/bin/kubectl")
         .arg("--kubeconfig")
         .arg(kubeconfig)
+        .arg("--cache-dir")
+        .arg(cache)
         .args(args)
         .output()
         .expect("kubectl runs");

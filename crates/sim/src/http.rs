@@ -9,7 +9,7 @@ use crate::registry::ResourceType;
 use crate::route::{self, ResourcePath, Route};
 use crate::selectors::{FieldSelector, LabelSelector, Selectors};
 use crate::store::{Store, Target};
-use crate::{discovery, table, watch};
+use crate::{discovery, openapi, table, watch};
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
@@ -137,6 +137,15 @@ async fn handle(
             Vec::<u8>::new(),
         )
             .into_response(),
+        Route::OpenApiV3 => {
+            json_response(200, &openapi::v3_index(&registry(), st.store.current_rv()))
+        }
+        Route::OpenApiV3GroupVersion { group, version } => {
+            match openapi::v3_group_version(&registry(), &group, &version) {
+                Some(d) => json_response(200, &d),
+                None => error_response(&ApiError::no_route(uri.path())),
+            }
+        }
         Route::DebugRequests => {
             let counts: Vec<Value> = st
                 .counters

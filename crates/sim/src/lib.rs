@@ -17,6 +17,7 @@ pub mod kubelet;
 pub mod meta;
 pub mod netns;
 pub mod node;
+pub mod openapi;
 pub mod patch;
 pub mod podspec;
 pub mod registry;

@@ -39,6 +39,15 @@ pub enum Route {
     },
     /// `/openapi/v2`: an empty OpenAPI document (so clients skip client-side validation).
     OpenApiV2,
+    /// `/openapi/v3`: the index of v3 documents.
+    OpenApiV3,
+    /// `/openapi/v3/apis/<group>/<version>`.
+    OpenApiV3GroupVersion {
+        /// Group.
+        group: String,
+        /// Version.
+        version: String,
+    },
     /// `/debug/requests`: the request counters.
     DebugRequests,
     /// A resource endpoint.
@@ -59,6 +68,11 @@ pub fn parse(path: &str) -> Route {
         ["healthz" | "readyz" | "livez", ..] => Route::Health,
         ["debug", "requests"] => Route::DebugRequests,
         ["openapi", "v2"] => Route::OpenApiV2,
+        ["openapi", "v3"] => Route::OpenApiV3,
+        ["openapi", "v3", "apis", g, v] => Route::OpenApiV3GroupVersion {
+            group: g.to_string(),
+            version: v.to_string(),
+        },
         ["api"] => Route::CoreVersions,
         ["apis"] => Route::GroupList,
         ["apis", g] => Route::Group(g.to_string()),
@@ -146,6 +160,7 @@ mod tests {
         assert_eq!((r.namespace, r.name), (None, None));
         assert_eq!(parse("/apis/batch"), Route::Group("batch".into()));
         assert_eq!(parse("/openapi/v2"), Route::OpenApiV2);
-        assert_eq!(parse("/openapi/v3"), Route::Unknown);
+        assert_eq!(parse("/openapi/v3"), Route::OpenApiV3);
+        assert_eq!(parse("/openapi/v3/api/v1"), Route::Unknown);
     }
 }

@@ -1,5 +1,5 @@
 //! The machine's real kubectl against the simulator: `get nodes`, `apply -f` of the CRD and of
-//! a custom resource, `get -o yaml`, `label`, `wait --for=condition/jsonpath`, `describe` (with
+//! a custom resource, `explain`, `get -o yaml`, `label`, `wait --for=condition/jsonpath`, `describe` (with
 //! the controller's Events), `delete`, a custom resource that breaks its schema being refused
 //! with the field named, and `logs` of a pod.
 
@@ -22,9 +22,12 @@ struct Out {
 }
 
 fn kubectl(sim: &SimHandle, args: &[&str]) -> Out {
+    // A discovery cache per sim: ports get reused, and kubectl caches discovery per host:port.
     let out = Command::new(KUBECTL)
         .arg("--kubeconfig")
         .arg(&sim.kubeconfig_path)
+        .arg("--cache-dir")
+        .arg(sim.work_dir.join("kubectl-cache"))
         .args(args)
         .output()
         .expect("kubectl runs");
@@ -38,11 +41,14 @@ fn kubectl(sim: &SimHandle, args: &[&str]) -> Out {
 /// kubectl blocks, so tests call it off the async runtime.
 async fn kubectl_async(sim: &SimHandle, args: &[&str]) -> Out {
     let path = sim.kubeconfig_path.clone();
+    let cache = sim.work_dir.join("kubectl-cache");
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     tokio::task::spawn_blocking(move || {
         let out = Command::new(KUBECTL)
             .arg("--kubeconfig")
             .arg(path)
+            .arg("--cache-dir")
+            .arg(cache)
             .args(args)
             .output()
             .expect("kubectl runs");
@@ -153,6 +159,15 @@ async fn apply_crd_and_resource_then_get_wait_and_delete() {
         "{} {}",
         out.stdout,
         out.stderr
+    );
+    // explain reads the CRD's schema through the OpenAPI v3 documents (after an apply of the
+    // new kind, so kubectl's discovery cache knows it).
+    let out = kubectl_async(&sim, &["explain", "mnnc.spec.interfaces.mtu"]).await;
+    assert!(out.ok, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("KIND:       MultiNicNodeConfig") && out.stdout.contains("68..9000"),
+        "{}",
+        out.stdout
     );
     let out = kubectl_async(&sim, &["apply", "-f", &s(&cr)]).await;
     assert!(
