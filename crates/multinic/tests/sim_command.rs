@@ -16,7 +16,9 @@ fn kubectl(kubeconfig: &str, args: &[&str]) -> (bool, String, String) {
         .arg(cache)
         .args(args)
         .output()
-        .expect("kubectl runs");
+        .expect(
+            "running /usr/bin/kubectl (apt package kubectl, listed in scripts/apt-packages.txt)",
+        );
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

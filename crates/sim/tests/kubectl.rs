@@ -30,7 +30,9 @@ fn kubectl(sim: &SimHandle, args: &[&str]) -> Out {
         .arg(sim.work_dir.join("kubectl-cache"))
         .args(args)
         .output()
-        .expect("kubectl runs");
+        .expect(
+            "running /usr/bin/kubectl (apt package kubectl, listed in scripts/apt-packages.txt)",
+        );
     Out {
         ok: out.status.success(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -51,7 +53,7 @@ async fn kubectl_async(sim: &SimHandle, args: &[&str]) -> Out {
             .arg(cache)
             .args(args)
             .output()
-            .expect("kubectl runs");
+            .expect("running /usr/bin/kubectl (apt package kubectl, listed in scripts/apt-packages.txt)");
         Out {
             ok: out.status.success(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
