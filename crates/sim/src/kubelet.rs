@@ -215,7 +215,7 @@ pub(crate) async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
     };
     let kubelet = Kubelet {
         store: store.clone(),
-        nodes: Arc::new(nodes),
+        nodes: Mutex::new(nodes),
         runner,
         pods: runtime.pods.clone(),
         work_dir: work_dir.clone(),
@@ -258,7 +258,9 @@ fn register_lease(store: &Store, node: &str) -> Result<(), SimError> {
 
 struct Kubelet {
     store: Arc<Store>,
-    nodes: Arc<HashMap<String, NodeContext>>,
+    /// Nodes this kubelet runs pods for: the configured ones, plus Nodes created through the
+    /// API (adopted as lightweight nodes when a pod lands on them).
+    nodes: Mutex<HashMap<String, NodeContext>>,
     runner: Arc<dyn PodRunner>,
     pods: Arc<Mutex<HashMap<String, JoinHandle<()>>>>,
     work_dir: PathBuf,
@@ -333,7 +335,7 @@ impl Kubelet {
             self.schedule(pod);
             return;
         }
-        let Some(ctx) = self.nodes.get(node).cloned() else {
+        let Some(ctx) = self.node_context(node) else {
             return;
         };
         if pod.pointer("/status/phase").and_then(Value::as_str) != Some("Pending") {
@@ -346,6 +348,35 @@ impl Kubelet {
         let me = self.clone();
         let pod = pod.clone();
         pods.insert(uid, tokio::spawn(async move { me.run_pod(pod, ctx).await }));
+    }
+
+    /// The node a pod runs on, adopting a Node created through the API on first use.
+    fn node_context(&self, name: &str) -> Option<NodeContext> {
+        let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(ctx) = nodes.get(name) {
+            return Some(ctx.clone());
+        }
+        let node = self
+            .store
+            .get(&core(&self.store, "nodes"), None, name)
+            .ok()?;
+        let ip = node
+            .pointer("/status/addresses")
+            .and_then(Value::as_array)
+            .and_then(|a| a.iter().find(|x| x["type"] == json!("InternalIP")))
+            .and_then(|x| x["address"].as_str())
+            .unwrap_or("127.0.0.1")
+            .to_string();
+        let root = self.work_dir.join("nodes").join(name).join("root");
+        std::fs::create_dir_all(&root).ok()?;
+        let ctx = NodeContext {
+            name: name.to_string(),
+            netns: None,
+            root,
+            ip,
+        };
+        nodes.insert(name.to_string(), ctx.clone());
+        Some(ctx)
     }
 
     /// The scheduler's part: bind a pod to the node its nodeSelector names (round-robin when it
