@@ -23,6 +23,7 @@ pub mod podspec;
 pub mod registry;
 pub mod route;
 pub mod runner;
+pub mod runtime;
 pub mod schema;
 pub mod selectors;
 pub mod store;
@@ -109,7 +110,7 @@ pub struct Sim;
 impl Sim {
     /// Starts the API server, registers the nodes and starts the kubelet and Job controller.
     pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
-        kubelet::start(config).await
+        runtime::start(config).await
     }
 }
 
@@ -125,7 +126,7 @@ pub struct SimHandle {
     pub work_dir: PathBuf,
     pub(crate) store: Arc<Store>,
     pub(crate) counters: Arc<http::RequestCounters>,
-    pub(crate) runtime: kubelet::Runtime,
+    pub(crate) runtime: runtime::Runtime,
 }
 
 impl SimHandle {
