@@ -45,6 +45,8 @@ pub enum GenerationRule {
     Spec,
     /// Everything outside `metadata` and `status` (custom resources).
     AllButMetadataAndStatus,
+    /// Everything outside `metadata` (custom resources without a status subresource).
+    AllButMetadata,
 }
 
 /// A served resource type.
@@ -165,7 +167,11 @@ impl ResourceType {
             status_subresource: version.pointer("/subresources/status").is_some(),
             schema: version.pointer("/schema/openAPIV3Schema").cloned(),
             printer_columns,
-            generation_rule: GenerationRule::AllButMetadataAndStatus,
+            generation_rule: if version.pointer("/subresources/status").is_some() {
+                GenerationRule::AllButMetadataAndStatus
+            } else {
+                GenerationRule::AllButMetadata
+            },
         })
     }
 }

@@ -12,11 +12,14 @@ use serde_json::{Value, json};
 fn generation_part(rule: GenerationRule, obj: &Value) -> Value {
     match rule {
         GenerationRule::Spec => obj.get("spec").cloned().unwrap_or(Value::Null),
-        GenerationRule::AllButMetadataAndStatus => {
+        GenerationRule::AllButMetadataAndStatus | GenerationRule::AllButMetadata => {
             let mut o = obj.clone();
+            let keep_status = rule == GenerationRule::AllButMetadata;
             if let Some(m) = o.as_object_mut() {
                 for k in ["metadata", "status", "apiVersion", "kind"] {
-                    m.remove(k);
+                    if !(k == "status" && keep_status) {
+                        m.remove(k);
+                    }
                 }
             }
             o
