@@ -409,6 +409,7 @@ async fn collection(
                 timeout: Duration::from_secs(timeout),
                 selectors: sel,
                 metadata_only: shape == Shape::Metadata,
+                table: (shape == Shape::Table).then(|| q.clone()),
                 bookmark_interval: st.bookmark_interval,
             };
             let rx = watch::start(store.clone(), rt.clone(), req, st.shutdown.clone());

@@ -1,6 +1,7 @@
 //! Watch streams: initial state or resumption from a resourceVersion (410 Gone as an ERROR
 //! event once it is older than the kept history), selector enter/leave as ADDED/DELETED,
-//! BOOKMARK events, `sendInitialEvents`, server-side timeouts and metadata-only objects.
+//! BOOKMARK events, `sendInitialEvents`, server-side timeouts, and metadata-only or Table
+//! objects.
 
 use crate::error::ApiError;
 use crate::meta;
@@ -30,6 +31,8 @@ pub struct WatchRequest {
     pub selectors: Selectors,
     /// Objects as PartialObjectMetadata.
     pub metadata_only: bool,
+    /// Objects as one-row Tables (`kubectl get -w`); the query's `includeObject` applies.
+    pub table: Option<std::collections::HashMap<String, String>>,
     /// How often to send a BOOKMARK.
     pub bookmark_interval: Duration,
 }
@@ -49,7 +52,15 @@ struct Emitter {
 
 impl Emitter {
     async fn send(&self, kind: &str, object: &Value) -> bool {
-        let object = if self.req.metadata_only {
+        let object = if let Some(q) = &self.req.table {
+            let rv = meta::meta_str(object, "resourceVersion").unwrap_or_default();
+            crate::table::render(
+                &self.rt,
+                std::slice::from_ref(object),
+                &json!({"resourceVersion": rv}),
+                q,
+            )
+        } else if self.req.metadata_only {
             meta::partial_metadata(object)
         } else {
             object.clone()

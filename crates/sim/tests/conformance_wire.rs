@@ -5,7 +5,7 @@
 //! |---|---|
 //! | server-side apply with fieldManager and force, also on status; released fields removed; conflicts without force; managedFields | `server_side_apply_creates_updates_and_records_managers` |
 //! | events (core/v1, events.k8s.io/v1, one resource: the latter reads as the former), leases | `events_and_leases` |
-//! | Table output with printer columns, PartialObjectMetadata | `table_and_metadata_only_responses` |
+//! | Table output with printer columns (also in watches), PartialObjectMetadata | `table_and_metadata_only_responses` |
 //! | request counters by verb and resource | `request_counters` |
 //! | built-in objects validated (names, labels, Pod/Job specs); Job template and Pod spec immutable | `built_in_objects_are_validated_and_immutable_fields_kept` |
 
@@ -119,6 +119,19 @@ async fn table_and_metadata_only_responses() {
         api.get_metadata("w1").await.unwrap().metadata.generation,
         Some(1)
     );
+    // `kubectl get -w`: watch events carry one-row Tables.
+    let client = kube::Client::try_from(kube::Config::new(sim.base_url.parse().unwrap())).unwrap();
+    let req = axum::http::Request::get(format!("{path}?watch=1&timeoutSeconds=1"))
+        .header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+        .body(Vec::new())
+        .unwrap();
+    let text = client.request_text(req).await.unwrap();
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (first["type"].as_str(), first["object"]["kind"].as_str()),
+        (Some("ADDED"), Some("Table"))
+    );
+    assert_eq!(first["object"]["rows"][0]["cells"][0], "w1");
 }
 
 #[tokio::test]
