@@ -363,7 +363,9 @@ fn patch(
         Err(e) if apply && e.code == 404 && target == Target::Main => {
             // Server-side apply creates what does not exist yet.
             let mut obj = patch_doc;
-            meta::meta_mut(&mut obj).insert("name".into(), json!(name));
+            let m = meta::meta_mut(&mut obj);
+            m.insert("name".into(), json!(name));
+            m.remove("resourceVersion");
             if let Some(m) = &manager {
                 let fields = patch::field_set(&obj);
                 patch::record_manager(&mut obj, m, true, false, fields);

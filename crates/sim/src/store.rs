@@ -281,6 +281,11 @@ impl Store {
                 "the namespace of the provided object does not match the namespace sent on the request",
             ));
         }
+        if meta::meta_str(&obj, "resourceVersion").is_some_and(|rv| !rv.is_empty()) {
+            return Err(ApiError::bad_request(
+                "resourceVersion should not be set on objects to be created",
+            ));
+        }
         let mut name = meta::name(&obj).to_string();
         if name.is_empty() {
             match meta::meta_str(&obj, "generateName") {
@@ -349,7 +354,11 @@ impl Store {
         ] {
             m.remove(k);
         }
+        // Create ignores status where a status subresource exists; Nodes keep theirs (the
+        // kubelet registers a Node with its status, as the API server allows).
+        let is_node = rt.group.is_empty() && rt.plural == "nodes";
         if rt.status_subresource
+            && !is_node
             && let Some(o) = obj.as_object_mut()
         {
             o.remove("status");
