@@ -226,9 +226,21 @@ pub fn object(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
     c.result(rt, name)
 }
 
-/// Refuses updates that change fields the API makes immutable.
+/// Refuses updates that change fields the API makes immutable, and new finalizers on an object
+/// being deleted.
 pub fn immutable(rt: &ResourceType, old: &Value, new: &Value) -> Result<(), ApiError> {
     let mut c = Causes(Vec::new());
+    if meta::is_deleting(old) {
+        let before = meta::finalizers(old);
+        if meta::finalizers(new).iter().any(|f| !before.contains(f)) {
+            c.0.push(Cause {
+                field: "metadata.finalizers".into(),
+                message: "Forbidden: no new finalizers can be added if the object is being deleted"
+                    .into(),
+                reason: "FieldValueForbidden",
+            });
+        }
+    }
     match (rt.group.as_str(), rt.plural.as_str()) {
         ("batch", "jobs") => {
             for key in ["template", "selector", "completionMode"] {

@@ -148,6 +148,22 @@ async fn finalizers_hold_deletion_until_removed() {
         again.metadata.deletion_timestamp, still.metadata.deletion_timestamp,
         "a second DELETE changes nothing"
     );
+    let err = status_of(
+        api.patch(
+            "w1",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"finalizers": [multinic_api::CLEANUP_FINALIZER, "x.io/late"]}}),
+            ),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(
+        err.code, 422,
+        "no new finalizers while deleting: {}",
+        err.message
+    );
     api.patch(
         "w1",
         &PatchParams::default(),
