@@ -368,6 +368,23 @@ mod tests {
     }
 
     #[test]
+    fn test_of_a_missing_path_against_null_passes() {
+        // kube-runtime's finalizer helper adds the first finalizer with exactly this patch.
+        let cur = json!({"metadata": {"name": "x"}});
+        let p = json!([{"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": ["a/b"]}]);
+        assert_eq!(
+            apply_patch(PatchKind::Json, &cur, &p).unwrap()["metadata"]["finalizers"],
+            json!(["a/b"])
+        );
+        let set = json!({"metadata": {"finalizers": ["c/d"]}});
+        assert_eq!(
+            apply_patch(PatchKind::Json, &set, &p).unwrap_err().code,
+            422
+        );
+    }
+
+    #[test]
     fn merge_removes_nulls_and_replaces_lists() {
         let cur = json!({"spec": {"a": 1, "b": [1, 2], "c": 3}});
         let p = json!({"spec": {"a": null, "b": [3], "$patch": "x"}});
