@@ -1,6 +1,6 @@
-//! Conformance-style tests, part two: selectors, deletion (finalizers, cascading, namespaces,
-//! CRDs), pagination, events and leases, wire formats and request counters; driven through
-//! kube-rs's own `Api`. Part one is `conformance.rs`.
+//! Conformance-style tests, part two: selectors, deletion (finalizers, kube-runtime's finalizer
+//! helper, cascading, namespaces, CRDs), pagination and generateName; driven through kube-rs's
+//! own `Api`. Part one is `conformance.rs`.
 //!
 //! | Promise | Test |
 //! |---|---|
