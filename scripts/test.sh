@@ -9,6 +9,7 @@ source scripts/lib.sh
 
 log "system packages"
 install_system_packages
+command -v kubectl >/dev/null || { echo "kubectl is missing: the sim's kubectl tests need the machine image's /usr/bin/kubectl" >&2; exit 1; }
 log "python tools (.venv)"
 install_python_tools
 
