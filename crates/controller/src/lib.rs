@@ -13,6 +13,7 @@ pub mod expect;
 pub mod job;
 pub mod leader;
 pub mod metrics;
+pub mod nodes;
 pub mod poll;
 pub mod reconcile;
 pub mod report;

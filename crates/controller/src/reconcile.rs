@@ -8,12 +8,12 @@ use crate::expect::Expectations;
 use crate::job::{self, JobRequest};
 use crate::metrics::Metrics;
 use crate::slots::JobSlots;
-use crate::{report, status, trim};
+use crate::{report, status};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use multinic_api::report::AgentAction;
@@ -30,10 +30,10 @@ pub struct Context {
     pub config: ControllerConfig,
     /// Cache of the controller's Jobs (trimmed).
     pub jobs: Store<Job>,
-    /// Cache of Nodes (trimmed).
-    pub nodes: Store<Node>,
-    /// Event publisher.
-    pub recorder: Recorder,
+    /// What the controller knows of each Node.
+    pub nodes: Arc<crate::nodes::NodeCache>,
+    /// Who publishes Events (this controller and replica).
+    pub reporter: Reporter,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// The cap on Jobs in flight.
@@ -77,9 +77,7 @@ impl Context {
 
     /// The Node named `name`, as the decision reads it.
     pub fn node(&self, name: &str) -> Option<decide::NodeFacts> {
-        self.nodes
-            .get(&ObjectRef::new(name))
-            .map(|n| trim::node_facts(&n))
+        self.nodes.get(name)
     }
 
     /// Publishes an Event about `obj`; a failure to publish is logged, never fatal.
@@ -98,7 +96,11 @@ impl Context {
             action: action.to_string(),
             secondary: None,
         };
-        if let Err(err) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+        // A Recorder per Event: the controller publishes one Event per transition, so the
+        // Recorder's series cache (kept six minutes per Event) would only cost memory, about
+        // 10 KB per resource at scale.
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+        if let Err(err) = recorder.publish(&ev, &obj.object_ref(&())).await {
             tracing::warn!(resource = %obj.name_any(), %err, "publishing an Event failed");
         }
     }

@@ -8,6 +8,7 @@ use crate::expect::Expectations;
 use crate::job::{self, MANAGED_BY_LABEL};
 use crate::leader::LeaderElector;
 use crate::metrics::{self, Metrics};
+use crate::nodes::NodeCache;
 use crate::reconcile::{self, Context};
 use crate::slots::JobSlots;
 use crate::{cleanup, poll, trim};
@@ -16,10 +17,10 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::ListParams;
 use kube::runtime::controller::{Action as Requeue, Config as ControllerRunConfig};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, watcher};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use multinic_api::MultiNicNodeConfig;
 use serde::de::DeserializeOwned;
@@ -78,18 +79,15 @@ pub async fn run(
     });
 
     let (jobs, jobs_writer) = reflector::store::<Job>();
-    let (nodes, nodes_writer) = reflector::store::<Node>();
+    let nodes = Arc::new(NodeCache::default());
     let (wake_tx, wake_rx) = tokio::sync::mpsc::unbounded_channel();
     let node_index = Arc::new(Mutex::new(HashMap::new()));
     let ctx = Arc::new(Context {
         client: client.clone(),
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: FIELD_MANAGER.into(),
-                instance: Some(config.instance.clone()),
-            },
-        ),
+        reporter: Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: Some(config.instance.clone()),
+        },
         slots: JobSlots::new(config.max_jobs_in_flight, wake_tx),
         jobs: jobs.clone(),
         nodes: nodes.clone(),
@@ -119,11 +117,27 @@ pub async fn run(
         .modify(job::trim_job)
         .reflect(jobs_writer)
         .touched_objects();
-    let node_stream = events(node_api, None, config.mode)
-        .modify(trim::trim_node)
-        .reflect(nodes_writer)
-        .touched_objects()
-        .predicate_filter(trim::node_fingerprint, PredicateConfig::default());
+    // Nodes feed the compact cache; only Nodes whose facts changed wake their resources.
+    let node_cache = nodes.clone();
+    let node_stream = events(node_api, None, config.mode).flat_map(move |event| {
+        let woken: Vec<Result<Node, watcher::Error>> = match event {
+            Ok(event) => node_cache
+                .apply(event)
+                .into_iter()
+                .map(|name| {
+                    Ok(Node {
+                        metadata: kube::api::ObjectMeta {
+                            name: Some(name),
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    })
+                })
+                .collect(),
+            Err(err) => vec![Err(err)],
+        };
+        futures::stream::iter(woken)
+    });
     let node_mapper = move |node: Node| -> Vec<ObjectRef<MultiNicNodeConfig>> {
         let index = node_index.lock().unwrap_or_else(|p| p.into_inner());
         index
@@ -206,10 +220,7 @@ async fn reconcile_one(obj: Arc<MultiNicNodeConfig>, ctx: Arc<Context>) -> Resul
         .wait_until_ready()
         .await
         .map_err(|_| Error::CacheNotReady("Jobs"))?;
-    ctx.nodes
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::CacheNotReady("Nodes"))?;
+    ctx.nodes.wait_ready().await;
     let api: Api<MultiNicNodeConfig> =
         Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     let key = ObjectRef::from_obj(&*obj);
@@ -258,7 +269,7 @@ fn error_policy(obj: Arc<MultiNicNodeConfig>, err: &Error, ctx: Arc<Context>) ->
 async fn housekeeping(ctx: Arc<Context>, configs: reflector::Store<MultiNicNodeConfig>) {
     let _ = configs.wait_until_ready().await;
     let _ = ctx.jobs.wait_until_ready().await;
-    let _ = ctx.nodes.wait_until_ready().await;
+    ctx.nodes.wait_ready().await;
     ctx.metrics.ready.store(true, Ordering::Relaxed);
     loop {
         tokio::time::sleep(Duration::from_secs(5)).await;

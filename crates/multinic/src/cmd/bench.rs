@@ -36,6 +36,12 @@ pub struct ScaleArgs {
     /// Print the result rows as Markdown (for docs/benchmarks.md).
     #[arg(long)]
     pub markdown: bool,
+    /// Extra argument for the controller process (repeatable), e.g. `--controller-arg=--concurrency=16`.
+    #[arg(long = "controller-arg", allow_hyphen_values = true)]
+    pub controller_args: Vec<String>,
+    /// Run the controller under this program (a profiler such as `heaptrack`).
+    #[arg(long, hide = true)]
+    pub controller_wrapper: Option<String>,
 }
 
 /// One run's figures.
@@ -82,8 +88,17 @@ async fn scale_once(n: usize, args: &ScaleArgs) -> anyhow::Result<Outcome> {
     namespaces.create(&PostParams::default(), &ns).await?;
 
     let exe = std::env::current_exe().context("finding this binary")?;
-    let mut controller = tokio::process::Command::new(&exe)
+    let mut command = match &args.controller_wrapper {
+        Some(wrapper) => {
+            let mut c = tokio::process::Command::new(wrapper);
+            c.arg(&exe);
+            c
+        }
+        None => tokio::process::Command::new(&exe),
+    };
+    let mut controller = command
         .arg("controller")
+        .args(&args.controller_args)
         .args(["--http-addr", "off"])
         .arg(format!("--max-jobs-in-flight={}", args.max_jobs_in_flight))
         .env("KUBECONFIG", &sim.kubeconfig_path)
