@@ -11,3 +11,5 @@ log "building multinic"
 cargo build --release --locked -p multinic --quiet
 log "multinic validate examples/*.yaml"
 ./target/release/multinic validate examples/*.yaml
+log "multinic demo"
+exec ./target/release/multinic demo "$@"
