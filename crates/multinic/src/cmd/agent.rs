@@ -7,7 +7,6 @@ use multinic_agent::config::{
     SourceConfig,
 };
 use multinic_api::report::{AgentAction, env};
-use multinic_netconf::{NetOptions, NicSysctls};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -97,24 +96,9 @@ pub struct AgentArgs {
     #[arg(long, env = "MY_NODE_NAME", hide = true)]
     pub my_node_name: Option<String>,
 
-    /// Give each NIC its own route table and a `from <address>` rule.
-    #[arg(long, env = "MULTINIC_POLICY_ROUTING", default_value_t = true, action = clap::ArgAction::Set)]
-    pub policy_routing: bool,
-    /// Route table of slot N is BASE + N.
-    #[arg(long, env = "MULTINIC_ROUTE_TABLE_BASE", default_value_t = NetOptions::default().route_table_base)]
-    pub route_table_base: u32,
-    /// Metric of the routes of slot N is BASE + N.
-    #[arg(long, env = "MULTINIC_ROUTE_METRIC_BASE", default_value_t = NetOptions::default().route_metric_base)]
-    pub route_metric_base: u32,
-    /// Priority of the rule of slot N is BASE + N.
-    #[arg(long, env = "MULTINIC_RULE_PRIORITY_BASE", default_value_t = NetOptions::default().rule_priority_base)]
-    pub rule_priority_base: u32,
-    /// Add addresses with noprefixroute.
-    #[arg(long, env = "MULTINIC_NOPREFIXROUTE")]
-    pub noprefixroute: bool,
-    /// Set the multi-homing sysctls (arp_ignore=1, arp_announce=2, rp_filter=2) per NIC.
-    #[arg(long, env = "MULTINIC_SYSCTLS", default_value_t = true, action = clap::ArgAction::Set)]
-    pub sysctls: bool,
+    /// Routing and sysctl options.
+    #[command(flatten)]
+    pub net: super::net_args::NetArgs,
 
     /// Allow configuring the NIC that carries the default route or the node address.
     #[arg(long, env = "MULTINIC_ALLOW_PRIMARY")]
@@ -235,14 +219,7 @@ fn config_from(args: AgentArgs) -> anyhow::Result<AgentConfig> {
         os: args.os,
         report_path: args.report,
         dry_run: args.dry_run,
-        net: NetOptions {
-            policy_routing: args.policy_routing,
-            route_table_base: args.route_table_base,
-            route_metric_base: args.route_metric_base,
-            rule_priority_base: args.rule_priority_base,
-            noprefixroute: args.noprefixroute,
-            sysctls: args.sysctls.then(NicSysctls::default),
-        },
+        net: args.net.net_options(),
         guard: GuardConfig {
             allow_primary: args.allow_primary,
             protect_addresses: args.protect_addresses,

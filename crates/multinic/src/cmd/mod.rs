@@ -4,6 +4,7 @@ pub mod agent;
 pub mod bench;
 pub mod controller;
 pub mod demo;
+pub mod net_args;
 pub mod render;
 pub mod sim;
 pub mod validate;

@@ -4,7 +4,7 @@
 
 use anyhow::{Context, bail};
 use multinic_api::{MultiNicNodeConfig, validate_spec};
-use multinic_netconf::{DesiredNode, NetOptions, NicSysctls, OsFlavor, RenderedFile, render};
+use multinic_netconf::{DesiredNode, OsFlavor, RenderedFile, render};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -25,43 +25,9 @@ pub struct RenderArgs {
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
 
-    /// Give each NIC its own route table and a `from <address>` rule.
-    #[arg(long, env = "MULTINIC_POLICY_ROUTING", default_value_t = true, action = clap::ArgAction::Set)]
-    pub policy_routing: bool,
-    /// Shorthand for `--policy-routing false`.
-    #[arg(long)]
-    pub no_policy_routing: bool,
-    /// Route table of slot N is BASE + N.
-    #[arg(long, env = "MULTINIC_ROUTE_TABLE_BASE", default_value_t = NetOptions::default().route_table_base)]
-    pub route_table_base: u32,
-    /// Metric of the routes of slot N is BASE + N.
-    #[arg(long, env = "MULTINIC_ROUTE_METRIC_BASE", default_value_t = NetOptions::default().route_metric_base)]
-    pub route_metric_base: u32,
-    /// Priority of the `from <address>` rule of slot N is BASE + N.
-    #[arg(long, env = "MULTINIC_RULE_PRIORITY_BASE", default_value_t = NetOptions::default().rule_priority_base)]
-    pub rule_priority_base: u32,
-    /// Keep the on-link prefix route out of the main table (where the file format can say so).
-    #[arg(long, env = "MULTINIC_NOPREFIXROUTE")]
-    pub noprefixroute: bool,
-    /// Persist the multi-homing sysctls (arp_ignore=1, arp_announce=2, rp_filter=2) per NIC.
-    #[arg(long, env = "MULTINIC_SYSCTLS", default_value_t = true, action = clap::ArgAction::Set)]
-    pub sysctls: bool,
-    /// Shorthand for `--sysctls false`.
-    #[arg(long)]
-    pub no_sysctls: bool,
-}
-
-impl RenderArgs {
-    fn net_options(&self) -> NetOptions {
-        NetOptions {
-            policy_routing: self.policy_routing && !self.no_policy_routing,
-            route_table_base: self.route_table_base,
-            route_metric_base: self.route_metric_base,
-            rule_priority_base: self.rule_priority_base,
-            noprefixroute: self.noprefixroute,
-            sysctls: (self.sysctls && !self.no_sysctls).then(NicSysctls::default),
-        }
-    }
+    /// Routing and sysctl options.
+    #[command(flatten)]
+    pub net: super::net_args::NetArgs,
 }
 
 /// Renders the file's spec; exit 1 (with one `FILE: field: problem` line each) when the spec
@@ -89,7 +55,8 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let (node, unplaced) = DesiredNode::build(&valid.interfaces, &args.net_options(), &|_| None);
+    let (node, unplaced) =
+        DesiredNode::build(&valid.interfaces, &args.net.net_options(), &|_| None);
     if let Some(first) = unplaced.first() {
         bail!("{}: {first}", args.file.display());
     }
