@@ -50,6 +50,8 @@ struct Outcome {
     ready_after: Duration,
     requests: BTreeMap<(String, String), u64>,
     peak_rss_kib: u64,
+    cpu_seconds: f64,
+    sim_cpu_seconds: f64,
 }
 
 /// Runs `multinic bench ...`.
@@ -116,6 +118,7 @@ async fn scale_once(n: usize, args: &ScaleArgs) -> anyhow::Result<Outcome> {
     let api: Api<MultiNicNodeConfig> =
         Api::namespaced(client.clone(), multinic_api::DEFAULT_NAMESPACE);
     sim.reset_request_counts();
+    let own_cpu_before = cpu_seconds(std::process::id()).unwrap_or(0.0);
     let started = Instant::now();
     let ready = tokio::spawn(wait_all_ready(api.clone(), n));
     futures::stream::iter(0..n)
@@ -147,6 +150,8 @@ async fn scale_once(n: usize, args: &ScaleArgs) -> anyhow::Result<Outcome> {
         subtract(&mut requests, verb, "multinicnodeconfigs", 1);
     }
     let peak_rss_kib = peak_rss_kib(pid).unwrap_or(0);
+    let sim_cpu_seconds = cpu_seconds(std::process::id()).unwrap_or(0.0) - own_cpu_before;
+    let cpu_seconds = cpu_seconds(pid).unwrap_or(0.0);
     let _ = controller.kill().await;
     sim.shutdown().await;
     Ok(Outcome {
@@ -154,6 +159,8 @@ async fn scale_once(n: usize, args: &ScaleArgs) -> anyhow::Result<Outcome> {
         ready_after,
         requests,
         peak_rss_kib,
+        cpu_seconds,
+        sim_cpu_seconds,
     })
 }
 
@@ -207,6 +214,17 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// User + system CPU time of a process so far (`/proc/<pid>/stat` fields 14 and 15).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may contain spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // USER_HZ is 100 on every Linux this runs on.
+    Some(ticks / 100.0)
+}
+
 const WRITE_VERBS: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
 
 fn print_table(outcomes: &[Outcome], markdown: bool) {
@@ -241,6 +259,20 @@ fn print_table(outcomes: &[Outcome], markdown: bool) {
             outcomes
                 .iter()
                 .map(|o| format!("{:.1} MiB", o.peak_rss_kib as f64 / 1024.0))
+                .collect(),
+        ),
+        (
+            "controller CPU time (user+system)".into(),
+            outcomes
+                .iter()
+                .map(|o| format!("{:.1} s", o.cpu_seconds))
+                .collect(),
+        ),
+        (
+            "simulator + bench CPU time (same window)".into(),
+            outcomes
+                .iter()
+                .map(|o| format!("{:.1} s", o.sim_cpu_seconds))
                 .collect(),
         ),
         (
