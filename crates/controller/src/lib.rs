@@ -15,6 +15,7 @@ pub mod leader;
 pub mod metrics;
 pub mod nodes;
 pub mod poll;
+pub mod rbac;
 pub mod reconcile;
 pub mod report;
 pub mod run;
