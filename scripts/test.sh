@@ -24,5 +24,8 @@ cargo build --workspace --locked --quiet
 kubernetes-validate --strict --quiet deploy/crds/multinic.io_multinicnodeconfigs.yaml
 ./target/debug/multinic validate examples/*.yaml
 
+log "Helm chart: lint, render, validate, RBAC and args checks"
+./scripts/chart-check.sh
+
 log "cargo test"
 cargo test --workspace --locked -- --test-threads="${MULTINIC_TEST_THREADS:-2}"
