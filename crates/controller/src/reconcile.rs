@@ -18,7 +18,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use multinic_api::report::AgentAction;
 use multinic_api::{MultiNicNodeConfig, MultiNicNodeConfigStatus, NodeConfigState};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,8 +40,10 @@ pub struct Context {
     pub slots: JobSlots,
     /// Writes the caches have not shown yet.
     pub expect: Expectations,
-    /// Node name -> resources that name it, so a Node event wakes exactly those.
-    pub node_index: Arc<Mutex<HashMap<String, HashSet<ObjectRef<MultiNicNodeConfig>>>>>,
+    /// Node name -> resources that name it, so a Node event wakes exactly those. A resource
+    /// named after its node in the watched namespace (the producer's convention) is found
+    /// without an entry, so the index stays empty in the common case.
+    pub node_index: Arc<Mutex<HashMap<String, Vec<ObjectRef<MultiNicNodeConfig>>>>>,
     /// Failed reconciles in a row per resource, for per-object error backoff.
     pub error_streak: Mutex<HashMap<ObjectRef<MultiNicNodeConfig>, u32>>,
     /// Cleanup attempts per resource uid (no status field holds them: the object is going).
@@ -357,20 +359,37 @@ async fn clear_retry_annotation(ctx: &Context, obj: &MultiNicNodeConfig) -> Resu
     Ok(())
 }
 
+/// The resource as the node index keeps it (no resourceVersion or uid to hold on to).
+fn index_ref(obj: &MultiNicNodeConfig) -> ObjectRef<MultiNicNodeConfig> {
+    ObjectRef::new(&obj.name_any()).within(&obj.namespace().unwrap_or_default())
+}
+
+/// Whether a Node event finds `obj` without an index entry (see [`Context::node_index`]).
+fn found_by_name(ctx: &Context, obj: &MultiNicNodeConfig) -> bool {
+    obj.name_any() == obj.spec.node_name
+        && ctx.config.namespace.is_some()
+        && ctx.config.namespace == obj.namespace()
+}
+
 fn remember_node(ctx: &Context, obj: &MultiNicNodeConfig) {
+    if found_by_name(ctx, obj) {
+        return;
+    }
     let mut index = ctx.node_index.lock().unwrap_or_else(|p| p.into_inner());
-    index
-        .entry(obj.spec.node_name.clone())
-        .or_default()
-        .insert(ObjectRef::from_obj(obj));
+    let refs = index.entry(obj.spec.node_name.clone()).or_default();
+    let me = index_ref(obj);
+    if !refs.contains(&me) {
+        refs.push(me);
+    }
 }
 
 /// Drops `obj` from the node index (it is gone).
 pub fn forget_node(ctx: &Context, obj: &MultiNicNodeConfig) {
     let mut index = ctx.node_index.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(set) = index.get_mut(&obj.spec.node_name) {
-        set.remove(&ObjectRef::from_obj(obj));
-        if set.is_empty() {
+    if let Some(refs) = index.get_mut(&obj.spec.node_name) {
+        let me = index_ref(obj);
+        refs.retain(|r| *r != me);
+        if refs.is_empty() {
             index.remove(&obj.spec.node_name);
         }
     }

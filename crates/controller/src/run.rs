@@ -138,12 +138,16 @@ pub async fn run(
         };
         futures::stream::iter(woken)
     });
+    let watched_namespace = config.namespace.clone();
     let node_mapper = move |node: Node| -> Vec<ObjectRef<MultiNicNodeConfig>> {
+        let name = node.name_any();
         let index = node_index.lock().unwrap_or_else(|p| p.into_inner());
-        index
-            .get(&node.name_any())
-            .map(|set| set.iter().cloned().collect())
-            .unwrap_or_default()
+        let mut refs = index.get(&name).cloned().unwrap_or_default();
+        // The resource named after the node (if there is none, the Controller skips it).
+        if let Some(ns) = &watched_namespace {
+            refs.push(ObjectRef::new(&name).within(ns));
+        }
+        refs
     };
     let wake =
         futures::stream::unfold(
