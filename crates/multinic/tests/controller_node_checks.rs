@@ -76,7 +76,10 @@ async fn node_missing_then_appearing_is_configured() {
         .delete(&node.name, &DeleteParams::default())
         .await
         .unwrap();
-    let _controller = RunningController::start(cluster.client.clone(), test_config());
+    // No periodic recheck within the test: only the Node's watch event can wake the resource.
+    let mut config = test_config();
+    config.node_missing_recheck = Duration::from_secs(600);
+    let _controller = RunningController::start(cluster.client.clone(), config);
     cluster
         .create(&node.name, spec_for(0, &[(0, "10.21.0.5", "10.21.0.0/24")]))
         .await;
