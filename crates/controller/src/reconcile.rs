@@ -30,6 +30,9 @@ pub struct Context {
     pub config: ControllerConfig,
     /// Cache of the controller's Jobs (trimmed).
     pub jobs: Store<Job>,
+    /// Turns true once the Job cache holds its first full list. (A watch channel, not
+    /// `Store::wait_until_ready`, which wakes only the last of several concurrent waiters.)
+    pub jobs_synced: tokio::sync::watch::Receiver<bool>,
     /// What the controller knows of each Node.
     pub nodes: Arc<crate::nodes::NodeCache>,
     /// Who publishes Events (this controller and replica).

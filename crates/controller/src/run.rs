@@ -12,7 +12,7 @@ use crate::nodes::NodeCache;
 use crate::reconcile::{self, Context};
 use crate::slots::JobSlots;
 use crate::{cleanup, poll, trim};
-use futures::{FutureExt, Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::ListParams;
@@ -79,6 +79,8 @@ pub async fn run(
     });
 
     let (jobs, jobs_writer) = reflector::store::<Job>();
+    let (jobs_synced_tx, jobs_synced) = tokio::sync::watch::channel(false);
+    let (configs_synced_tx, configs_synced) = tokio::sync::watch::channel(false);
     let nodes = Arc::new(NodeCache::default());
     let (wake_tx, wake_rx) = tokio::sync::mpsc::unbounded_channel();
     let node_index = Arc::new(Mutex::new(HashMap::new()));
@@ -90,6 +92,7 @@ pub async fn run(
         },
         slots: JobSlots::new(config.max_jobs_in_flight, wake_tx),
         jobs: jobs.clone(),
+        jobs_synced,
         nodes: nodes.clone(),
         metrics: metrics.clone(),
         expect: Expectations::default(),
@@ -112,10 +115,12 @@ pub async fn run(
     let config_stream = events(config_api, None, config.mode)
         .modify(trim::trim_config)
         .reflect(configs_writer)
+        .inspect_ok(move |event| mark_synced(event, &configs_synced_tx))
         .touched_objects();
     let job_stream = events(job_api, Some(&job_selector), config.mode)
         .modify(job::trim_job)
         .reflect(jobs_writer)
+        .inspect_ok(move |event| mark_synced(event, &jobs_synced_tx))
         .touched_objects();
     // Nodes feed the compact cache; only Nodes whose facts changed wake their resources.
     let node_cache = nodes.clone();
@@ -155,7 +160,7 @@ pub async fn run(
             |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
         );
 
-    let housekeeping = AbortOnDrop(tokio::spawn(housekeeping(ctx.clone(), configs.clone())));
+    let housekeeping = AbortOnDrop(tokio::spawn(housekeeping(ctx.clone(), configs_synced)));
     let controller = Controller::for_stream(config_stream, configs)
         .owns_stream(job_stream)
         .watches_stream(node_stream, node_mapper)
@@ -177,6 +182,13 @@ pub async fn run(
     }
     tracing::info!("controller stopped");
     Ok(())
+}
+
+/// Flags a cache as filled once its first full list is in.
+fn mark_synced<K>(event: &watcher::Event<K>, synced: &tokio::sync::watch::Sender<bool>) {
+    if matches!(event, watcher::Event::InitDone) {
+        synced.send_replace(true);
+    }
 }
 
 /// Aborts a background task when dropped.
@@ -220,10 +232,7 @@ where
 
 async fn reconcile_one(obj: Arc<MultiNicNodeConfig>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let started = Instant::now();
-    ctx.jobs
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::CacheNotReady("Jobs"))?;
+    let _ = ctx.jobs_synced.clone().wait_for(|synced| *synced).await;
     ctx.nodes.wait_ready().await;
     let api: Api<MultiNicNodeConfig> =
         Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
@@ -270,9 +279,9 @@ fn error_policy(obj: Arc<MultiNicNodeConfig>, err: &Error, ctx: Arc<Context>) ->
 
 /// Every few seconds: frees Job slots whose Job vanished, forgets settled deletions, marks
 /// the replica ready once its caches are filled, refreshes the Jobs-in-flight gauge.
-async fn housekeeping(ctx: Arc<Context>, configs: reflector::Store<MultiNicNodeConfig>) {
-    let _ = configs.wait_until_ready().await;
-    let _ = ctx.jobs.wait_until_ready().await;
+async fn housekeeping(ctx: Arc<Context>, mut configs_synced: tokio::sync::watch::Receiver<bool>) {
+    let _ = configs_synced.wait_for(|synced| *synced).await;
+    let _ = ctx.jobs_synced.clone().wait_for(|synced| *synced).await;
     ctx.nodes.wait_ready().await;
     ctx.metrics.ready.store(true, Ordering::Relaxed);
     loop {
