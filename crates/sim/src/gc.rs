@@ -254,7 +254,8 @@ impl Store {
     }
 }
 
-/// Objects whose ownerReferences name `owner` (same namespace, or any for a cluster-scoped owner).
+/// Objects whose ownerReferences name `owner` (same namespace, or any for a cluster-scoped owner),
+/// found through the owner index rather than by scanning every stored object.
 fn dependents(inner: &Inner, owner: &Value) -> Vec<(GroupResource, Value)> {
     let uid = meta::uid(owner);
     if uid.is_empty() {
@@ -262,15 +263,12 @@ fn dependents(inner: &Inner, owner: &Value) -> Vec<(GroupResource, Value)> {
     }
     let owner_ns = meta::namespace(owner);
     inner
-        .objects
-        .iter()
-        .flat_map(|(g, b)| {
-            b.iter()
-                .filter(|((ns, _), o)| {
-                    (owner_ns.is_empty() || ns == owner_ns)
-                        && meta::owner_uids(o).iter().any(|u| u == uid)
-                })
-                .map(|(_, o)| (g.clone(), o.clone()))
+        .indexes
+        .owned_by(uid)
+        .filter(|(_, ns, _)| owner_ns.is_empty() || ns == owner_ns)
+        .filter_map(|(g, ns, name)| {
+            let obj = inner.objects.get(g)?.get(&(ns.clone(), name.clone()))?;
+            Some((g.clone(), obj.clone()))
         })
         .collect()
 }

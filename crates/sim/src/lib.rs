@@ -12,6 +12,7 @@ pub mod discovery;
 pub mod error;
 pub mod gc;
 pub mod http;
+mod index;
 pub mod jobs;
 pub mod kubelet;
 pub mod meta;

@@ -150,6 +150,15 @@ impl Selectors {
     pub fn matches(&self, obj: &Value) -> bool {
         self.labels.matches(obj) && self.fields.matches(obj)
     }
+
+    /// The `key=value` requirements of the label selector: every match carries all of them,
+    /// so a list can start from the objects the label index files under one of them.
+    pub(crate) fn label_equalities(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.labels.0.iter().filter_map(|r| match r {
+            LabelReq::Eq(k, v) => Some((k.as_str(), v.as_str())),
+            _ => None,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -75,6 +75,8 @@ pub(crate) struct Inner {
     pub(crate) objects: HashMap<GroupResource, Bucket>,
     /// Uids of every stored object, for the garbage collector's "does the owner exist".
     pub(crate) uids: std::collections::HashSet<String>,
+    /// Dependents by owner uid and keys by label, kept in step with `objects`.
+    pub(crate) indexes: crate::index::Indexes,
     /// The simulator's own controllers (kubelet, Job controller): they must never miss a change.
     internal: Vec<tokio::sync::mpsc::UnboundedSender<Arc<Change>>>,
     history: VecDeque<Arc<Change>>,
@@ -102,6 +104,7 @@ impl Store {
                 registry: Registry::default(),
                 objects: HashMap::new(),
                 uids: Default::default(),
+                indexes: Default::default(),
                 internal: Vec::new(),
                 history: VecDeque::new(),
                 history_limit: history_limit.max(1),
@@ -158,10 +161,12 @@ impl Store {
         let k = key(meta::namespace(&obj), meta::name(&obj));
         let bucket = inner.objects.entry(gr.clone()).or_default();
         if kind == ChangeKind::Deleted {
-            bucket.remove(&k);
+            let stored = bucket.remove(&k);
+            inner.indexes.replace(gr, &k, stored.as_ref(), None);
             inner.uids.remove(meta::uid(&obj));
         } else {
-            bucket.insert(k.clone(), obj.clone());
+            let stored = bucket.insert(k.clone(), obj.clone());
+            inner.indexes.replace(gr, &k, stored.as_ref(), Some(&obj));
             inner.uids.insert(meta::uid(&obj).to_string());
         }
         let change = Arc::new(Change {
@@ -406,10 +411,30 @@ impl Store {
         let mut items = Vec::new();
         let mut continue_token = None;
         let mut remaining = None;
-        if let Some(bucket) = inner.objects.get(&rt.group_resource()) {
-            let mut matching = bucket
-                .range((start, Bound::Unbounded))
-                .filter(|((o_ns, _), _)| ns.is_none_or(|n| n == o_ns))
+        let gr = rt.group_resource();
+        if let Some(bucket) = inner.objects.get(&gr) {
+            // Keys are (namespace, name): a namespaced list reads only its namespace's range.
+            let start = match (ns, start) {
+                (Some(n), Bound::Unbounded) => Bound::Included(key(n, "")),
+                (Some(n), Bound::Excluded(k)) if k.0.as_str() < n => Bound::Included(key(n, "")),
+                (_, start) => start,
+            };
+            // With a `key=value` label requirement, only the objects the label index files
+            // under the narrowest such requirement are candidates (still in key order, so
+            // pagination is unchanged); every candidate is checked against the full selectors.
+            let candidates: Box<dyn Iterator<Item = (&(String, String), &Value)>> = match selectors
+                .label_equalities()
+                .map(|(k, v)| inner.indexes.labelled(&gr, k, v))
+                .min_by_key(|keys| keys.len())
+            {
+                Some(keys) => Box::new(
+                    keys.range((start, Bound::Unbounded))
+                        .filter_map(|k| bucket.get_key_value(k)),
+                ),
+                None => Box::new(bucket.range((start, Bound::Unbounded))),
+            };
+            let mut matching = candidates
+                .take_while(|((o_ns, _), _)| ns.is_none_or(|n| n == o_ns))
                 .filter(|(_, o)| selectors.matches(o));
             for (k, o) in matching.by_ref() {
                 items.push(o.clone());
