@@ -9,20 +9,29 @@ use crate::schema;
 use crate::store::{ChangeKind, Inner, Store, Target};
 use serde_json::{Value, json};
 
-fn generation_part(rule: GenerationRule, obj: &Value) -> Value {
+/// Whether a write changes the part of the object its generation counts; compared in place
+/// (no copies of the objects, which every write used to make twice).
+fn generation_changed(rule: GenerationRule, old: &Value, new: &Value) -> bool {
     match rule {
-        GenerationRule::Spec => obj.get("spec").cloned().unwrap_or(Value::Null),
+        GenerationRule::Spec => {
+            old.get("spec").unwrap_or(&Value::Null) != new.get("spec").unwrap_or(&Value::Null)
+        }
         GenerationRule::AllButMetadataAndStatus | GenerationRule::AllButMetadata => {
-            let mut o = obj.clone();
             let keep_status = rule == GenerationRule::AllButMetadata;
-            if let Some(m) = o.as_object_mut() {
-                for k in ["metadata", "status", "apiVersion", "kind"] {
-                    if !(k == "status" && keep_status) {
-                        m.remove(k);
-                    }
+            let counted = |k: &String| {
+                !matches!(k.as_str(), "metadata" | "apiVersion" | "kind")
+                    && (keep_status || k != "status")
+            };
+            match (old.as_object(), new.as_object()) {
+                (Some(a), Some(b)) => {
+                    a.keys().filter(|k| counted(k)).count()
+                        != b.keys().filter(|k| counted(k)).count()
+                        || a.iter()
+                            .filter(|(k, _)| counted(k))
+                            .any(|(k, v)| b.get(k) != Some(v))
                 }
+                _ => old != new,
             }
-            o
         }
     }
 }
@@ -122,8 +131,7 @@ impl Store {
             crate::validate::immutable(rt, &old, &result)?;
         }
         check_schema(rt, &mut result)?;
-        if generation_part(rt.generation_rule, &old) != generation_part(rt.generation_rule, &result)
-        {
+        if generation_changed(rt.generation_rule, &old, &result) {
             let g = old_meta
                 .get("generation")
                 .and_then(Value::as_i64)
