@@ -269,6 +269,11 @@ impl JobController {
         status["ready"] = json!(ready.min(active_count));
         status["terminating"] = json!(0);
         status["uncountedTerminatedPods"] = json!({});
+        // Nothing to write: a status write that changes nothing is a no-op anyway, but costs
+        // copies of the Job under the store lock on every Pod and Job event.
+        if job.get("status") == Some(&status) {
+            return;
+        }
         let written = self
             .store
             .modify(&self.jobs, Some(ns), name, Target::Status, |cur| {
