@@ -53,10 +53,15 @@ pub async fn run(
     let mut shutdown = Box::pin(shutdown);
     if let Some(leader) = config.leader_election.clone() {
         let elector = LeaderElector::new(client.clone(), leader, config.instance.clone());
+        // A standby is healthy and able to take over, so it reports ready while it waits:
+        // otherwise a multi-replica rollout (and `helm --wait`) could never finish.
+        metrics.ready.store(true, Ordering::Relaxed);
         tokio::select! {
             acquired = elector.acquire() => acquired?,
             () = &mut shutdown => return Ok(()),
         }
+        // Leading now: not ready again until this replica's caches are filled.
+        metrics.ready.store(false, Ordering::Relaxed);
         let (lost, renewal) = elector.keep_leading();
         lost_rx = Some(lost);
         renewal_task = Some(AbortOnDrop(renewal));

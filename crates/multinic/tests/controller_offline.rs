@@ -5,7 +5,11 @@
 mod controller_support;
 
 use controller_support::{Cluster, NS, RunningController, spec_for, test_config};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::Api;
+use multinic_controller::LeaderConfig;
 use std::process::Command;
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_while_the_controller_is_down_is_cleaned_up_on_return() {
@@ -153,5 +157,67 @@ async fn resources_that_exist_at_startup_all_converge() {
                 .contains(&format!("10.43.{i}.5/24"))
         );
     }
+    cluster.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_replica_is_ready_while_it_waits_for_the_lease() {
+    let cluster = Cluster::start(1).await;
+    let replica = |instance: &str, http_addr: Option<std::net::SocketAddr>| {
+        let mut c = test_config();
+        c.instance = instance.into();
+        c.http_addr = http_addr;
+        c.leader_election = Some(LeaderConfig {
+            namespace: NS.into(),
+            lease_name: "multinic-controller".into(),
+            lease_duration: Duration::from_secs(3),
+            renew_interval: Duration::from_millis(500),
+        });
+        c
+    };
+    let _leader = RunningController::start(cluster.client.clone(), replica("replica-a", None));
+    let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), NS);
+    let holder = || async {
+        leases
+            .get_opt("multinic-controller")
+            .await
+            .unwrap()
+            .and_then(|l| l.spec?.holder_identity)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while holder().await.as_deref() != Some("replica-a") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "replica-a never led"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let _standby =
+        RunningController::start(cluster.client.clone(), replica("replica-b", Some(addr)));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = match tokio::net::TcpStream::connect(addr).await {
+            Ok(_) => http_get(addr, "/readyz").await,
+            Err(_) => String::new(),
+        };
+        if response.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "standby never ready: {response}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        holder().await.as_deref(),
+        Some("replica-a"),
+        "the standby must be ready without taking the lease"
+    );
     cluster.sim.shutdown().await;
 }
