@@ -22,11 +22,11 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     for file in &args.files {
         let text =
             std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-        for line in check_documents(&text) {
-            problems += usize::from(line.is_problem);
-            resources += usize::from(!line.is_problem || line.counted);
-            if line.is_problem {
-                println!("{}: {}", file.display(), line.text);
+        for document in check_documents(&text) {
+            resources += 1;
+            problems += document.len();
+            for problem in document {
+                println!("{}: {problem}", file.display());
             }
         }
     }
@@ -41,73 +41,44 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// One outcome line of a document: a problem, or a valid resource.
-struct Outcome {
-    is_problem: bool,
-    /// Whether this line is the first of its resource (for counting).
-    counted: bool,
-    text: String,
-}
-
-fn check_documents(text: &str) -> Vec<Outcome> {
-    let mut out = Vec::new();
+/// The problems of each YAML document in `text` (an empty list for a valid resource).
+fn check_documents(text: &str) -> Vec<Vec<String>> {
     let docs: Vec<serde_yaml::Value> = match serde_yaml::Deserializer::from_str(text)
         .map(serde_yaml::Value::deserialize)
-        .collect::<Result<_, _>>()
+        .collect::<Result<Vec<_>, _>>()
     {
-        Ok(docs) => docs,
-        Err(e) => {
-            out.push(problem(true, format!("not valid YAML: {e}")));
-            return out;
-        }
+        Ok(docs) => docs.into_iter().filter(|d| !d.is_null()).collect(),
+        Err(e) => return vec![vec![format!("not valid YAML: {e}")]],
     };
-    let docs: Vec<_> = docs.into_iter().filter(|d| !d.is_null()).collect();
     let several = docs.len() > 1;
-    for (n, doc) in docs.into_iter().enumerate() {
-        let label = |name: Option<&str>| match (several, name) {
-            (false, _) => String::new(),
-            (true, Some(name)) => format!(" (document {}, {name})", n + 1),
-            (true, None) => format!(" (document {})", n + 1),
-        };
-        let kind = doc.get("kind").and_then(|k| k.as_str()).unwrap_or("");
-        if kind != "MultiNicNodeConfig" {
-            out.push(problem(
-                true,
-                format!(
+    docs.into_iter()
+        .enumerate()
+        .map(|(n, doc)| {
+            let label = |name: Option<&str>| match (several, name) {
+                (false, _) => String::new(),
+                (true, Some(name)) => format!(" (document {}, {name})", n + 1),
+                (true, None) => format!(" (document {})", n + 1),
+            };
+            let kind = doc.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+            if kind != "MultiNicNodeConfig" {
+                return vec![format!(
                     "kind: expected MultiNicNodeConfig, got {kind:?}{}",
                     label(None)
-                ),
-            ));
-            continue;
-        }
-        let resource: MultiNicNodeConfig = match serde_yaml::from_value(doc) {
-            Ok(r) => r,
-            Err(e) => {
-                out.push(problem(true, format!("{e}{}", label(None))));
-                continue;
+                )];
             }
-        };
-        let name = resource.metadata.name.as_deref();
-        match validate_spec(&resource.spec) {
-            Ok(_) => out.push(Outcome {
-                is_problem: false,
-                counted: true,
-                text: String::new(),
-            }),
-            Err(errors) => {
-                for (i, e) in errors.0.iter().enumerate() {
-                    out.push(problem(i == 0, format!("{e}{}", label(name))));
-                }
+            let resource: MultiNicNodeConfig = match serde_yaml::from_value(doc) {
+                Ok(r) => r,
+                Err(e) => return vec![format!("{e}{}", label(None))],
+            };
+            let name = resource.metadata.name.as_deref();
+            match validate_spec(&resource.spec) {
+                Ok(_) => Vec::new(),
+                Err(errors) => errors
+                    .0
+                    .iter()
+                    .map(|e| format!("{e}{}", label(name)))
+                    .collect(),
             }
-        }
-    }
-    out
-}
-
-fn problem(counted: bool, text: String) -> Outcome {
-    Outcome {
-        is_problem: true,
-        counted,
-        text,
-    }
+        })
+        .collect()
 }
