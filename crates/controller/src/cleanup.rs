@@ -48,19 +48,14 @@ pub async fn cleanup(obj: Arc<MultiNicNodeConfig>, ctx: &Context) -> Result<Requ
                     attempt,
                 );
                 let key = format!("{ns}/{name}");
-                if !ctx.slots.reserve(&key, &ObjectRef::from_obj(&*obj)) {
-                    return Err(Error::CleanupPending("waiting for a free Job slot".into()));
-                }
                 let request = JobRequest {
                     owner: &obj,
                     action: AgentAction::Cleanup,
                     attempt,
                     flavor,
                 };
-                let built = job::build_job(&ctx.config.job, request)?;
-                if let Err(err) = ctx.create_job(&uid, &built).await {
-                    ctx.slots.release(&key);
-                    return Err(err);
+                if !ctx.launch_job(&key, request).await? {
+                    return Err(Error::CleanupPending("waiting for a free Job slot".into()));
                 }
                 ctx.event(
                     &obj,

@@ -134,6 +134,23 @@ impl Context {
         Ok(())
     }
 
+    /// Builds the Job `request` describes, takes a Job slot under `key` and creates it.
+    /// `Ok(false)` when no slot is free: the slot queue wakes the resource once one frees.
+    /// A failed create gives the slot back.
+    pub async fn launch_job(&self, key: &str, request: JobRequest<'_>) -> Result<bool, Error> {
+        let owner = request.owner;
+        let built = job::build_job(&self.config.job, request)?;
+        if !self.slots.reserve(key, &ObjectRef::from_obj(owner)) {
+            return Ok(false);
+        }
+        let uid = owner.uid().unwrap_or_default();
+        if let Err(err) = self.create_job(&uid, &built).await {
+            self.slots.release(key);
+            return Err(err);
+        }
+        Ok(true)
+    }
+
     /// Creates `job`; one that already exists (same name) counts as created.
     pub async fn create_job(&self, owner_uid: &str, job: &Job) -> Result<(), Error> {
         let ns = job.namespace().unwrap_or_default();
@@ -245,20 +262,15 @@ pub async fn apply(obj: Arc<MultiNicNodeConfig>, ctx: &Context) -> Result<Requeu
                 if job_exists {
                     ctx.slots.adopt(&key);
                 } else {
-                    if !ctx.slots.reserve(&key, &ObjectRef::from_obj(&*obj)) {
-                        // Woken through the slot queue; the requeue is only a safety net.
-                        return Ok(Requeue::requeue(Duration::from_secs(60)));
-                    }
                     let request = JobRequest {
                         owner: &obj,
                         action: AgentAction::Apply,
                         attempt,
                         flavor,
                     };
-                    let built = job::build_job(&ctx.config.job, request)?;
-                    if let Err(err) = ctx.create_job(&uid, &built).await {
-                        ctx.slots.release(&key);
-                        return Err(err);
+                    if !ctx.launch_job(&key, request).await? {
+                        // Woken through the slot queue; the requeue is only a safety net.
+                        return Ok(Requeue::requeue(Duration::from_secs(60)));
                     }
                 }
                 let next = status::in_progress(

@@ -4,10 +4,10 @@
 
 mod controller_support;
 
-use controller_support::{Cluster, NS, RunningController, spec_for, test_config};
-use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::Api;
-use multinic_controller::LeaderConfig;
+use controller_support::{
+    Cluster, NS, RunningController, lease_holder, replica_config, spec_for, test_config,
+    wait_for_leader,
+};
 use std::process::Command;
 use std::time::Duration;
 
@@ -163,42 +163,16 @@ async fn resources_that_exist_at_startup_all_converge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_replica_is_ready_while_it_waits_for_the_lease() {
     let cluster = Cluster::start(1).await;
-    let replica = |instance: &str, http_addr: Option<std::net::SocketAddr>| {
-        let mut c = test_config();
-        c.instance = instance.into();
-        c.http_addr = http_addr;
-        c.leader_election = Some(LeaderConfig {
-            namespace: NS.into(),
-            lease_name: "multinic-controller".into(),
-            lease_duration: Duration::from_secs(3),
-            renew_interval: Duration::from_millis(500),
-        });
-        c
-    };
-    let _leader = RunningController::start(cluster.client.clone(), replica("replica-a", None));
-    let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), NS);
-    let holder = || async {
-        leases
-            .get_opt("multinic-controller")
-            .await
-            .unwrap()
-            .and_then(|l| l.spec?.holder_identity)
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while holder().await.as_deref() != Some("replica-a") {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "replica-a never led"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let _leader = RunningController::start(cluster.client.clone(), replica_config("replica-a"));
+    wait_for_leader(&cluster.client, "replica-a").await;
 
     let addr = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
-    let _standby =
-        RunningController::start(cluster.client.clone(), replica("replica-b", Some(addr)));
+    let mut standby = replica_config("replica-b");
+    standby.http_addr = Some(addr);
+    let _standby = RunningController::start(cluster.client.clone(), standby);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let response = match tokio::net::TcpStream::connect(addr).await {
@@ -215,7 +189,7 @@ async fn a_standby_replica_is_ready_while_it_waits_for_the_lease() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(
-        holder().await.as_deref(),
+        lease_holder(&cluster.client).await.as_deref(),
         Some("replica-a"),
         "the standby must be ready without taking the lease"
     );

@@ -5,14 +5,13 @@ mod controller_support;
 
 use bytes::Bytes;
 use controller_support::{
-    Cluster, NS, RunningController, slow_agent_command, spec_for, test_config,
+    Cluster, RunningController, lease_holder, replica_config, slow_agent_command, spec_for,
+    test_config, wait_for_leader,
 };
 use futures::future::BoxFuture;
 use http::{Request, Response};
-use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::Api;
 use multinic_api::NodeConfigState;
-use multinic_controller::{LeaderConfig, WatchMode};
+use multinic_controller::WatchMode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
@@ -199,35 +198,9 @@ async fn a_conflict_on_a_status_write_is_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_never_both_act_and_the_standby_takes_over() {
     let cluster = Cluster::start(2).await;
-    let leader_config = |instance: &str| {
-        let mut c = test_config();
-        c.instance = instance.into();
-        c.leader_election = Some(LeaderConfig {
-            namespace: NS.into(),
-            lease_name: "multinic-controller".into(),
-            lease_duration: Duration::from_secs(3),
-            renew_interval: Duration::from_millis(500),
-        });
-        c
-    };
-    let a = RunningController::start(cluster.client.clone(), leader_config("replica-a"));
-    let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), NS);
-    let holder = || async {
-        leases
-            .get_opt("multinic-controller")
-            .await
-            .unwrap()
-            .and_then(|l| l.spec?.holder_identity)
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while holder().await.as_deref() != Some("replica-a") {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "replica-a never led"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let _b = RunningController::start(cluster.client.clone(), leader_config("replica-b"));
+    let a = RunningController::start(cluster.client.clone(), replica_config("replica-a"));
+    wait_for_leader(&cluster.client, "replica-a").await;
+    let _b = RunningController::start(cluster.client.clone(), replica_config("replica-b"));
     let first = Cluster::node(0);
     cluster
         .create(
@@ -238,7 +211,10 @@ async fn two_replicas_never_both_act_and_the_standby_takes_over() {
     cluster.wait_configured(&first.name).await;
     // Both replicas see the resource; only the leader acts, so no second create of any kind.
     assert_eq!(cluster.requests("create", "jobs"), 1);
-    assert_eq!(holder().await.as_deref(), Some("replica-a"));
+    assert_eq!(
+        lease_holder(&cluster.client).await.as_deref(),
+        Some("replica-a")
+    );
 
     a.kill().await;
     let second = Cluster::node(1);
@@ -249,7 +225,10 @@ async fn two_replicas_never_both_act_and_the_standby_takes_over() {
         )
         .await;
     cluster.wait_configured(&second.name).await;
-    assert_eq!(holder().await.as_deref(), Some("replica-b"));
+    assert_eq!(
+        lease_holder(&cluster.client).await.as_deref(),
+        Some("replica-b")
+    );
     assert_eq!(cluster.requests("create", "jobs"), 2);
     cluster.sim.shutdown().await;
 }

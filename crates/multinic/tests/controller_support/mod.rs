@@ -6,13 +6,14 @@
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use multinic_api::{MultiNicNodeConfig, MultiNicNodeConfigSpec, NodeConfigState};
-use multinic_controller::{ControllerConfig, JobConfig, RetryPolicy, WatchMode};
+use multinic_controller::{ControllerConfig, JobConfig, LeaderConfig, RetryPolicy, WatchMode};
 use multinic_sim::{NodeSpec, RunnerChoice, Sim, SimConfig, SimHandle};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -259,6 +260,41 @@ pub fn test_config() -> ControllerConfig {
         instance: format!("test-{}", std::process::id()),
         leader_election: None,
         http_addr: None,
+    }
+}
+
+/// The config of one replica taking part in leader election on a short Lease.
+pub fn replica_config(instance: &str) -> ControllerConfig {
+    let mut config = test_config();
+    config.instance = instance.into();
+    config.leader_election = Some(LeaderConfig {
+        namespace: NS.into(),
+        lease_name: "multinic-controller".into(),
+        lease_duration: Duration::from_secs(3),
+        renew_interval: Duration::from_millis(500),
+    });
+    config
+}
+
+/// Who holds the controller's Lease now.
+pub async fn lease_holder(client: &Client) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), NS);
+    leases
+        .get_opt("multinic-controller")
+        .await
+        .unwrap()
+        .and_then(|l| l.spec?.holder_identity)
+}
+
+/// Waits (at most 10 s) until `instance` holds the controller's Lease.
+pub async fn wait_for_leader(client: &Client, instance: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while lease_holder(client).await.as_deref() != Some(instance) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{instance} never led"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
