@@ -28,4 +28,4 @@ log "Helm chart: lint, render, validate, RBAC and args checks"
 ./scripts/chart-check.sh
 
 log "cargo test"
-cargo test --workspace --locked -- --test-threads="${MULTINIC_TEST_THREADS:-2}"
+cargo test --workspace --locked --no-fail-fast -- --test-threads="${MULTINIC_TEST_THREADS:-2}"

@@ -95,8 +95,14 @@ fn service_repairs_drift_within_two_intervals_and_reports_it() {
         agent_log()
     );
 
-    // Metrics show the three repairs, successes and the NIC's state.
-    let metrics = ns.http_get(port, "/metrics").expect("metrics answer");
+    // Metrics show the three repairs, successes and the NIC's state. The file reappears
+    // during the repairing pass, a moment before that pass is counted, so read the metrics
+    // until the pass has been recorded (or the time is up and the asserts below report it).
+    let mut metrics = String::new();
+    wait_for(REPAIR_LIMIT, || {
+        metrics = ns.http_get(port, "/metrics").expect("metrics answer");
+        metric(&metrics, "multinic_agent_applies_total{result=\"applied\"}").unwrap_or(0.0) >= 4.0
+    });
     let repairs = metric(&metrics, "multinic_agent_drift_repairs_total").unwrap_or(0.0);
     assert!(repairs >= 3.0, "drift repairs {repairs}:\n{metrics}");
     let applied =
