@@ -43,7 +43,7 @@ pub struct ControllerArgs {
     #[arg(long, env = "MAX_JOBS_IN_FLIGHT", default_value_t = 200)]
     pub max_jobs_in_flight: usize,
     /// Reconciles run at once (0 = unbounded); bounds requests in flight and memory.
-    #[arg(long, env = "CONCURRENCY", default_value_t = 64)]
+    #[arg(long, env = "CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
     /// Jobs tried per generation before it stays Failed.
     #[arg(long, env = "RETRY_MAX_ATTEMPTS", default_value_t = 5)]
