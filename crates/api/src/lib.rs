@@ -4,10 +4,12 @@
 //! Nothing here does I/O; the controller, the agent and the simulator all share these types.
 
 pub mod conditions;
+pub mod parse;
 pub mod report;
 pub mod resource;
 pub mod validate;
 
+pub use parse::resource_from;
 pub use validate::parse_slot_name;
 
 pub use conditions::{ConditionType, InterfaceReason, StateReason};

@@ -1,7 +1,7 @@
 //! The `MultiNicNodeConfig` custom resource: spec written by the external producer, status
 //! written only by the controller. Doc comments here become `kubectl explain` text.
 
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 ///
 /// The external producer names the object after the node and writes only `metadata` and
 /// `spec`; multinic configures the NICs inside the guest and reports per-interface status.
-#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[kube(
     group = "multinic.io",
     version = "v1alpha1",
@@ -28,8 +28,15 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+// A resource cannot move: once set, the instance id may be neither changed nor removed
+// (the API server skips a field's own transition rule when the field is removed).
+#[x_kube(validation = Rule::new(
+    "!has(oldSelf.instanceId) || (has(self.instanceId) && self.instanceId == oldSelf.instanceId)"
+).message("spec.instanceId is immutable once set"))]
 pub struct MultiNicNodeConfigSpec {
     /// Name of the Kubernetes Node these interfaces belong to (a DNS-1123 subdomain).
+    /// Immutable: delete the resource and create another to describe a different node.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.nodeName is immutable"))]
     #[schemars(
         length(min = 1, max = 253),
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -37,15 +44,17 @@ pub struct MultiNicNodeConfigSpec {
     pub node_name: String,
 
     /// OpenStack instance UUID of the VM. When set, the controller refuses to act unless it
-    /// matches the Node's `status.nodeInfo.systemUUID` (case-insensitive).
+    /// matches the Node's `status.nodeInfo.systemUUID` (case-insensitive). Immutable once set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.instanceId is immutable"))]
     #[schemars(regex(
         pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
     ))]
     pub instance_id: Option<String>,
 
     /// The secondary NICs the node must have, at most ten (`multinic0` .. `multinic9`).
-    /// The node's primary NIC is never listed here and never touched.
+    /// The node's primary NIC is never listed here and never touched. An empty list is valid
+    /// and means the node keeps no multinic NICs: everything multinic configured there is removed.
     #[serde(default)]
     #[schemars(length(max = 10))]
     pub interfaces: Vec<InterfaceSpec>,

@@ -292,6 +292,9 @@ fn check_interface(index: usize, iface: &InterfaceSpec) -> Result<ValidInterface
             None
         }
     };
+    if let Some(Err(m)) = network.map(check_tenant_network) {
+        fail("cidr", m);
+    }
     if let (Some(addr), Some(net)) = (address, network)
         && let Err(m) = check_address_in(addr, net)
     {
@@ -370,6 +373,55 @@ fn parse_network(s: &str) -> Result<IpNet, String> {
         ));
     }
     Ok(net.trunc())
+}
+
+/// Shortest IPv4 prefix a tenant network may have.
+pub const MIN_PREFIX_V4: u8 = 8;
+/// Shortest IPv6 prefix a tenant network may have.
+pub const MIN_PREFIX_V6: u8 = 16;
+
+/// Ranges no tenant network may touch: routing any of them through a secondary NIC would
+/// take the node's own traffic (the metadata address 169.254.169.254, loopback) or is no
+/// unicast network at all.
+const RESERVED: &[(&str, &str)] = &[
+    ("0.0.0.0/8", "\"this network\" (0.0.0.0/8)"),
+    ("127.0.0.0/8", "loopback"),
+    (
+        "169.254.0.0/16",
+        "link-local (it holds the metadata address 169.254.169.254)",
+    ),
+    ("224.0.0.0/4", "multicast"),
+    (
+        "240.0.0.0/4",
+        "reserved (240.0.0.0/4, with the broadcast address)",
+    ),
+    ("::/128", "the unspecified address"),
+    ("::1/128", "loopback"),
+    ("fe80::/10", "link-local"),
+    ("ff00::/8", "multicast"),
+];
+
+/// Refuses networks that cannot be a tenant network: too short a prefix, or overlapping a
+/// reserved range (see [`RESERVED`]).
+fn check_tenant_network(net: IpNet) -> Result<(), String> {
+    let min = match net {
+        IpNet::V4(_) => MIN_PREFIX_V4,
+        IpNet::V6(_) => MIN_PREFIX_V6,
+    };
+    if net.prefix_len() < min {
+        return Err(format!(
+            "{net} is shorter than /{min}; a tenant network that wide would claim the node's own routes"
+        ));
+    }
+    for (range, what) in RESERVED {
+        let reserved: IpNet = range.parse().expect("reserved ranges are valid networks");
+        if reserved.contains(&net) || net.contains(&reserved) {
+            return Err(format!(
+                "{net} overlaps {reserved}, which is {what}; it cannot be a tenant network"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_address_in(addr: IpAddr, net: IpNet) -> Result<(), String> {

@@ -3,7 +3,7 @@
 //! OpenAPI schema too where the header says the schema can express the rule; every example
 //! must pass both.
 
-use multinic_api::{MultiNicNodeConfig, check_spec, validate_spec};
+use multinic_api::{MultiNicNodeConfig, check_spec, resource_from, validate_spec};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -59,18 +59,22 @@ fn invalid_corpus_is_rejected_at_the_named_field_by_both_layers() {
         let schema_verdict = header(&text, "schema");
 
         let doc: Value = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let resource: MultiNicNodeConfig =
-            serde_json::from_value(doc.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let check = check_spec(&resource.spec);
-        let paths: Vec<&str> = check.errors.iter().map(|e| e.path.as_str()).collect();
-        assert!(
-            paths.contains(&expect.as_str()),
-            "{name}: expected an error at {expect}, got {paths:?}"
-        );
-        assert!(
-            validate_spec(&resource.spec).is_err(),
-            "{name}: strict validation passed"
-        );
+        match resource_from(doc.clone()) {
+            // A type error: reading the resource already names the field.
+            Err(err) => assert_eq!(err.path, expect, "{name}: {err}"),
+            Ok(resource) => {
+                let check = check_spec(&resource.spec);
+                let paths: Vec<&str> = check.errors.iter().map(|e| e.path.as_str()).collect();
+                assert!(
+                    paths.contains(&expect.as_str()),
+                    "{name}: expected an error at {expect}, got {paths:?}"
+                );
+                assert!(
+                    validate_spec(&resource.spec).is_err(),
+                    "{name}: strict validation passed"
+                );
+            }
+        }
 
         let schema_paths: Vec<String> = validator
             .iter_errors(&doc)
@@ -121,6 +125,21 @@ fn examples_and_the_domain_sample_pass_both_layers() {
             "{name}"
         );
     }
+}
+
+/// `interfaces: []` is a valid spec: the node keeps no multinic NICs.
+#[test]
+fn an_empty_interface_list_passes_both_layers() {
+    let text = "apiVersion: multinic.io/v1alpha1\nkind: MultiNicNodeConfig\nmetadata: {name: w1, namespace: multinic-system}\nspec: {nodeName: w1, interfaces: []}\n";
+    let doc: Value = serde_yaml::from_str(text).unwrap();
+    let errors: Vec<String> = crd_schema_validator()
+        .iter_errors(&doc)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let resource = resource_from(doc).unwrap();
+    let valid = validate_spec(&resource.spec).unwrap();
+    assert!(valid.interfaces.is_empty());
 }
 
 const DOMAIN_SAMPLE: &str = r#"
@@ -181,5 +200,39 @@ fn host_form_cidr_means_the_network() {
         valid.interfaces[1].mac.to_string(),
         "fa:16:3e:10:00:02",
         "MACs are normalised to lowercase"
+    );
+}
+
+/// `spec.nodeName` and `spec.instanceId` cannot change once set (CEL transition rules the API
+/// server enforces), so a resource never silently moves and orphans the old node's NICs.
+#[test]
+fn node_name_and_instance_id_are_immutable_in_the_crd() {
+    use kube::CustomResourceExt;
+    let crd = serde_json::to_value(MultiNicNodeConfig::crd()).expect("crd to json");
+    let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let rules = |v: &Value| -> Vec<String> {
+        v["x-kubernetes-validations"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|r| r["rule"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let props = &spec["properties"];
+    assert_eq!(rules(&props["nodeName"]), vec!["self == oldSelf"]);
+    assert_eq!(rules(&props["instanceId"]), vec!["self == oldSelf"]);
+    // Removing the instance id is refused too (a field's own rule skips a removed field).
+    assert!(
+        rules(spec)
+            .iter()
+            .any(|r| r.contains("!has(oldSelf.instanceId)")),
+        "{:?}",
+        rules(spec)
+    );
+    assert!(
+        rules(&props["interfaces"]).is_empty(),
+        "interfaces stay mutable"
     );
 }

@@ -2,7 +2,7 @@
 //! cluster.
 
 use anyhow::Context;
-use multinic_api::{MultiNicNodeConfig, validate_spec};
+use multinic_api::{MultiNicNodeConfig, resource_from, validate_spec};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,7 +66,8 @@ fn check_documents(text: &str) -> Vec<Vec<String>> {
                     label(None)
                 )];
             }
-            let resource: MultiNicNodeConfig = match serde_yaml::from_value(doc) {
+            // A type error names its field like every other problem.
+            let resource: MultiNicNodeConfig = match resource_from(doc) {
                 Ok(r) => r,
                 Err(e) => return vec![format!("{e}{}", label(None))],
             };
