@@ -16,10 +16,11 @@ pub fn on_create(rt: &ResourceType, obj: &mut Value) {
             obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
             defaults(rt, obj);
         }
-        ("batch", "jobs") => {
+        ("batch", "jobs") | ("apps", "deployments") => {
             obj["status"] = json!({});
             defaults(rt, obj);
         }
+        ("", "secrets") => defaults(rt, obj),
         ("apiextensions.k8s.io", _) => {
             let names = obj
                 .pointer("/spec/names")
@@ -55,6 +56,8 @@ pub fn on_create(rt: &ResourceType, obj: &mut Value) {
 pub fn defaults(rt: &ResourceType, obj: &mut Value) {
     match (rt.group.as_str(), rt.plural.as_str()) {
         ("", "pods") => default_pod_spec(obj.get_mut("spec")),
+        ("apps", "deployments") => default_deployment(obj),
+        ("", "secrets") => default_secret(obj),
         ("batch", "jobs") => {
             if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
                 spec.entry("backoffLimit").or_insert(json!(6));
@@ -89,6 +92,40 @@ pub fn defaults(rt: &ResourceType, obj: &mut Value) {
         }
         _ => {}
     }
+}
+
+/// A Secret's type defaults to Opaque, and `stringData` is a write-only convenience: its
+/// entries are stored base64-encoded in `data` (winning over the same keys there).
+fn default_secret(obj: &mut Value) {
+    use base64::Engine;
+    let Some(o) = obj.as_object_mut() else {
+        return;
+    };
+    if o.get("type")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        o.insert("type".into(), json!("Opaque"));
+    }
+    if let Some(Value::Object(strings)) = o.remove("stringData") {
+        let data = o.entry("data").or_insert(json!({}));
+        if !data.is_object() {
+            *data = json!({});
+        }
+        for (k, v) in strings {
+            let text = v.as_str().unwrap_or_default();
+            data[k.as_str()] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+        }
+    }
+}
+
+fn default_deployment(obj: &mut Value) {
+    if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.entry("replicas").or_insert(json!(1));
+        spec.entry("revisionHistoryLimit").or_insert(json!(10));
+        spec.entry("progressDeadlineSeconds").or_insert(json!(600));
+    }
+    default_pod_spec(obj.pointer_mut("/spec/template/spec"));
 }
 
 fn default_pod_spec(spec: Option<&mut Value>) {

@@ -9,7 +9,7 @@ use crate::registry::ResourceType;
 use crate::route::{self, ResourcePath, Route};
 use crate::selectors::{FieldSelector, LabelSelector, Selectors};
 use crate::store::{Store, Target};
-use crate::{discovery, openapi, table, watch};
+use crate::{discovery, openapi, scale, table, watch};
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
@@ -171,9 +171,7 @@ fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
     if ct.contains("protobuf") {
-        return Err(ApiError::unsupported_media(
-            "protobuf is not served; send application/json",
-        ));
+        return crate::protobuf::decode(body);
     }
     let parsed = if ct.contains("yaml") {
         serde_yaml::from_slice::<Value>(body).map_err(|e| e.to_string())
@@ -181,6 +179,31 @@ fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
         serde_json::from_slice::<Value>(body).map_err(|e| e.to_string())
     };
     parsed.map_err(|e| ApiError::bad_request(format!("error decoding the request body: {e}")))
+}
+
+/// Whether a write is a server-side dry run: `dryRun=All` in the query, or for deletes in the
+/// DeleteOptions body (where kubectl puts it).
+fn dry_run(
+    method: &Method,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<bool, ApiError> {
+    let check = |v: &str| match v {
+        "" => Ok(false),
+        "All" => Ok(true),
+        other => Err(ApiError::bad_request(format!(
+            "dryRun: Unsupported value: {other:?}: supported values: \"All\""
+        ))),
+    };
+    let mut dry = check(q.get("dryRun").map_or("", String::as_str))?;
+    if *method == Method::DELETE && !body.is_empty() {
+        let opts = decode_body(headers, body)?;
+        for v in opts["dryRun"].as_array().into_iter().flatten() {
+            dry |= check(v.as_str().unwrap_or("?"))?;
+        }
+    }
+    Ok(dry)
 }
 
 fn selectors(q: &HashMap<String, String>) -> Result<Selectors, ApiError> {
@@ -209,6 +232,18 @@ async fn resource(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
+    // A server-side dry run writes to a detached copy of the store: every check runs, nothing
+    // is kept or seen by watchers, controllers or nodes.
+    let dry_state;
+    let st = if *method != Method::GET && dry_run(method, q, headers, body)? {
+        dry_state = AppState {
+            store: Arc::new(st.store.dry_run_copy()),
+            ..st.clone()
+        };
+        &dry_state
+    } else {
+        st
+    };
     let store = &st.store;
     let rt = store
         .lookup(&path.group, &path.version, &path.plural)
@@ -225,6 +260,12 @@ async fn resource(
             path.name.as_deref().unwrap_or(""),
             method,
         );
+    }
+    if let (Some("scale"), Some(name)) = (path.subresource.as_deref(), path.name.as_deref())
+        && rt.scale.is_some()
+    {
+        let ns = path.namespace.as_deref();
+        return scale_subresource(st, &rt, ns, name, method, headers, body);
     }
     let target = match path.subresource.as_deref() {
         None => Target::Main,
@@ -300,6 +341,51 @@ fn pod_log(
         .join("log");
     let text = std::fs::read_to_string(path).unwrap_or_default();
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], text).into_response())
+}
+
+/// `<resource>/<name>/scale`: read or write the replica count through an autoscaling/v1 Scale.
+fn scale_subresource(
+    st: &AppState,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    name: &str,
+    method: &Method,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let counted = format!("{}/scale", rt.plural);
+    let obj = match *method {
+        Method::GET => {
+            st.counters.bump("get", &counted);
+            st.store.get(rt, ns, name)?
+        }
+        Method::PUT => {
+            st.counters.bump("update", &counted);
+            let want = decode_body(headers, body)?;
+            st.store.modify(rt, ns, name, Target::Main, |cur| {
+                scale::apply(rt, cur, &want)
+            })?
+        }
+        Method::PATCH => {
+            st.counters.bump("patch", &counted);
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let kind = PatchKind::from_content_type(ct)?;
+            let doc = patch::parse_body(kind, body)?;
+            st.store.modify(rt, ns, name, Target::Main, |cur| {
+                let want = patch::apply_patch(kind, &scale::view(rt, cur)?, &doc)?;
+                scale::apply(rt, cur, &want)
+            })?
+        }
+        _ => {
+            return Err(ApiError::method_not_allowed(format!(
+                "{method} is not allowed on {counted}"
+            )));
+        }
+    };
+    Ok(json_response(200, &scale::view(rt, &obj)?))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -17,7 +17,7 @@ pub(crate) type ObjRef = (GroupResource, String, String);
 type LabelIndex = HashMap<(String, String), BTreeSet<ObjKey>>;
 
 /// The indexes; [`Indexes::replace`] is called for every stored, changed or removed object.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Indexes {
     /// Objects by the uid each of their ownerReferences names.
     by_owner: HashMap<String, BTreeSet<ObjRef>>,

@@ -49,6 +49,17 @@ pub enum GenerationRule {
     AllButMetadata,
 }
 
+/// Where a type keeps what its `/scale` subresource shows (JSON paths like `.spec.replicas`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScalePaths {
+    /// Desired replicas.
+    pub spec_replicas: String,
+    /// Observed replicas.
+    pub status_replicas: String,
+    /// The label selector as a string, if the type keeps one there.
+    pub label_selector: Option<String>,
+}
+
 /// A served resource type.
 #[derive(Clone, Debug)]
 pub struct ResourceType {
@@ -70,6 +81,8 @@ pub struct ResourceType {
     pub categories: Vec<String>,
     /// Whether `/status` is a separate subresource.
     pub status_subresource: bool,
+    /// The `/scale` subresource, if served.
+    pub scale: Option<ScalePaths>,
     /// The CRD's openAPIV3Schema, validated on every write.
     pub schema: Option<Value>,
     /// Extra `kubectl get` columns.
@@ -111,7 +124,13 @@ impl ResourceType {
                     | "namespaces"
                     | "customresourcedefinitions"
                     | "daemonsets"
+                    | "deployments"
             ),
+            scale: (plural == "deployments").then(|| ScalePaths {
+                spec_replicas: ".spec.replicas".into(),
+                status_replicas: ".status.replicas".into(),
+                label_selector: None,
+            }),
             schema: None,
             printer_columns: Vec::new(),
             generation_rule: GenerationRule::Spec,
@@ -165,6 +184,13 @@ impl ResourceType {
             short_names: strings(names.get("shortNames")),
             categories: strings(names.get("categories")),
             status_subresource: version.pointer("/subresources/status").is_some(),
+            scale: version.pointer("/subresources/scale").and_then(|sc| {
+                Some(ScalePaths {
+                    spec_replicas: text(sc, "specReplicasPath")?,
+                    status_replicas: text(sc, "statusReplicasPath")?,
+                    label_selector: text(sc, "labelSelectorPath"),
+                })
+            }),
             schema: version.pointer("/schema/openAPIV3Schema").cloned(),
             printer_columns,
             generation_rule: if version.pointer("/subresources/status").is_some() {
@@ -197,6 +223,7 @@ impl Default for Registry {
             ResourceType::builtin("", "serviceaccounts", "ServiceAccount", true, &["sa"]),
             ResourceType::builtin("batch", "jobs", "Job", true, &[]),
             ResourceType::builtin("apps", "daemonsets", "DaemonSet", true, &["ds"]),
+            ResourceType::builtin("apps", "deployments", "Deployment", true, &["deploy"]),
             ResourceType::builtin("events.k8s.io", "events", "Event", true, &["ev"]),
             ResourceType::builtin("coordination.k8s.io", "leases", "Lease", true, &[]),
             ResourceType::builtin(
@@ -209,7 +236,10 @@ impl Default for Registry {
         ];
         for mut t in builtins {
             // `kubectl get all` lists the workload types.
-            if matches!(t.plural.as_str(), "pods" | "jobs" | "daemonsets") {
+            if matches!(
+                t.plural.as_str(),
+                "pods" | "jobs" | "daemonsets" | "deployments"
+            ) {
                 t.categories = vec!["all".into()];
             }
             r.insert(t);

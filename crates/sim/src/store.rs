@@ -113,6 +113,27 @@ impl Store {
         }
     }
 
+    /// A detached copy of the current objects for a server-side dry run (`dryRun=All`): writes
+    /// to it run every check and default but reach no watcher, controller or node.
+    pub fn dry_run_copy(&self) -> Store {
+        let inner = self.lock();
+        let (feed, _) = broadcast::channel(1);
+        Store {
+            inner: Mutex::new(Inner {
+                rv: inner.rv,
+                compacted_rv: inner.rv,
+                registry: inner.registry.clone(),
+                objects: inner.objects.clone(),
+                uids: inner.uids.clone(),
+                indexes: inner.indexes.clone(),
+                internal: Vec::new(),
+                history: VecDeque::new(),
+                history_limit: 1,
+            }),
+            feed,
+        }
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
