@@ -2,6 +2,7 @@
 //! that follow each other (rename, MTU, sysctls, up) go out as one `RTM_SETLINK`; a `LinkDown`
 //! always goes alone because the kernel renames only links that are already down.
 
+use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::plan::Change;
 use crate::state::{RouteEntry, RuleEntry};
@@ -30,21 +31,25 @@ mod libc_errno {
 }
 
 /// Write counters shared by the netlink writer and the file batch (which runs on a blocking
-/// thread at the same time), with the test-only fault hook.
+/// thread at the same time), with the test-only fault hook (feature `fault-injection`).
 #[derive(Debug)]
 pub(crate) struct Counters {
     netlink: AtomicU64,
     files: AtomicU64,
     /// Fail the write after this many; `u64::MAX` when disarmed.
+    #[cfg(feature = "fault-injection")]
     fail_after: AtomicU64,
 }
 
 impl Counters {
-    pub fn new(fail_after: Option<u64>) -> Arc<Self> {
+    pub fn new(config: &EngineConfig) -> Arc<Self> {
+        #[cfg(not(feature = "fault-injection"))]
+        let _ = config;
         Arc::new(Self {
             netlink: AtomicU64::new(0),
             files: AtomicU64::new(0),
-            fail_after: AtomicU64::new(fail_after.unwrap_or(u64::MAX)),
+            #[cfg(feature = "fault-injection")]
+            fail_after: AtomicU64::new(config.fault.fail_after_writes.unwrap_or(u64::MAX)),
         })
     }
 
@@ -60,6 +65,7 @@ impl Counters {
 
     /// Stops injecting faults (for the revert phase).
     pub fn disarm(&self) {
+        #[cfg(feature = "fault-injection")]
         self.fail_after.store(u64::MAX, Ordering::SeqCst);
     }
 
@@ -69,9 +75,12 @@ impl Counters {
     }
 
     fn count(&self, counter: &AtomicU64) -> Result<(), EngineError> {
-        let n = self.fail_after.load(Ordering::SeqCst);
-        if n != u64::MAX && self.netlink() + self.files() >= n {
-            return Err(EngineError::InjectedFault(n));
+        #[cfg(feature = "fault-injection")]
+        {
+            let n = self.fail_after.load(Ordering::SeqCst);
+            if n != u64::MAX && self.netlink() + self.files() >= n {
+                return Err(EngineError::InjectedFault(n));
+            }
         }
         counter.fetch_add(1, Ordering::SeqCst);
         Ok(())

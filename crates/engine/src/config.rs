@@ -29,6 +29,7 @@ pub struct EngineConfig {
     /// model, so cleanup without a model finds the same tables.
     pub route_table_base: u32,
     /// Test-only fault injection.
+    #[cfg(feature = "fault-injection")]
     pub fault: FaultInjection,
 }
 
@@ -42,6 +43,7 @@ impl EngineConfig {
             probe: None,
             verify: VerifyConfig::default(),
             route_table_base: NetOptions::default().route_table_base,
+            #[cfg(feature = "fault-injection")]
             fault: FaultInjection::default(),
         }
     }
@@ -109,6 +111,7 @@ impl Default for VerifyConfig {
 }
 
 /// Test-only fault hook: make the engine fail on purpose to exercise the revert path.
+#[cfg(feature = "fault-injection")]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FaultInjection {
     /// Fail the write that would come after this many successful writes (netlink + file)

@@ -192,7 +192,7 @@ impl Engine {
         snapshot: KernelState,
         plan: Plan,
     ) -> Result<ApplyOutcome, EngineError> {
-        let counters = Counters::new(self.config.fault.fail_after_writes);
+        let counters = Counters::new(&self.config);
         let writer = Writer::new(&self.handle, counters.clone());
         // Snapshot the files, then write them (temp file, fsync, rename, directory fsync) on
         // a blocking thread while the kernel changes run: the disk waits overlap the netlink

@@ -31,6 +31,7 @@ pub enum EngineError {
     #[error("configuration: {0}")]
     Config(String),
     /// A test-only fault injected through [`crate::FaultInjection`].
+    #[cfg(feature = "fault-injection")]
     #[error("injected fault after {0} writes")]
     InjectedFault(u64),
     /// The host's network manager refused the hand-off.
@@ -46,6 +47,7 @@ impl EngineError {
             Self::Netlink { .. } => "netlink",
             Self::Io { .. } => "io",
             Self::Config(_) => "config",
+            #[cfg(feature = "fault-injection")]
             Self::InjectedFault(_) => "injected",
             Self::Handoff(_) => "handoff",
         }

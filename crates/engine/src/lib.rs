@@ -43,7 +43,9 @@ pub mod state;
 mod sysctl;
 mod verify;
 
-pub use config::{EngineConfig, FaultInjection, GuardConfig, ProbeConfig, VerifyConfig};
+#[cfg(feature = "fault-injection")]
+pub use config::FaultInjection;
+pub use config::{EngineConfig, GuardConfig, ProbeConfig, VerifyConfig};
 pub use engine::Engine;
 pub use error::EngineError;
 pub use handoff::{

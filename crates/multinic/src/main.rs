@@ -31,6 +31,8 @@ struct Cli {
     log_format: cmd::LogFormat,
 }
 
+// The developer commands `sim`, `demo` and `bench` exist only with the `dev-tools` feature
+// (the default for `cargo build`); the shipped image is built without it.
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Print the MultiNicNodeConfig CustomResourceDefinition as YAML.
@@ -45,11 +47,14 @@ enum Command {
     Controller(Box<cmd::controller::ControllerArgs>),
     /// Run the whole system on this machine: simulator, controller, agents in network
     /// namespaces; configure, change and clean up NICs, showing each step.
+    #[cfg(feature = "dev-tools")]
     Demo(cmd::demo::DemoArgs),
     /// Benchmarks, e.g. `multinic bench scale --nodes 1000,10000`.
+    #[cfg(feature = "dev-tools")]
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
     /// Run an in-memory Kubernetes API server and node simulator on 127.0.0.1 until interrupted.
+    #[cfg(feature = "dev-tools")]
     Sim(cmd::sim::SimArgs),
 }
 
@@ -65,8 +70,11 @@ fn main() -> ExitCode {
         Command::Agent(args) => cmd::agent::run(*args),
         Command::Render(args) => cmd::render::run(&args),
         Command::Controller(args) => cmd::controller::run(&args),
+        #[cfg(feature = "dev-tools")]
         Command::Bench(command) => cmd::bench::run(&command),
+        #[cfg(feature = "dev-tools")]
         Command::Demo(args) => cmd::demo::run(&args),
+        #[cfg(feature = "dev-tools")]
         Command::Sim(args) => cmd::sim::run(args),
     };
     match result {
@@ -74,6 +82,27 @@ fn main() -> ExitCode {
         Err(err) => {
             eprintln!("multinic: {err:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+
+    #[test]
+    fn developer_commands_exist_only_with_dev_tools() {
+        for command in ["sim", "demo", "bench"] {
+            let kind = Cli::try_parse_from(["multinic", command, "--help"])
+                .expect_err("--help stops parsing")
+                .kind();
+            let want = if cfg!(feature = "dev-tools") {
+                ErrorKind::DisplayHelp
+            } else {
+                ErrorKind::InvalidSubcommand
+            };
+            assert_eq!(kind, want, "multinic {command}");
         }
     }
 }

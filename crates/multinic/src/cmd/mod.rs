@@ -1,11 +1,14 @@
 //! Subcommand implementations and the process-wide setup they share (logging).
 
 pub mod agent;
+#[cfg(feature = "dev-tools")]
 pub mod bench;
 pub mod controller;
+#[cfg(feature = "dev-tools")]
 pub mod demo;
 pub mod net_args;
 pub mod render;
+#[cfg(feature = "dev-tools")]
 pub mod sim;
 pub mod validate;
 
