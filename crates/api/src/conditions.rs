@@ -64,8 +64,19 @@ string_enum! {
         InstanceIdMismatch,
         /// The Node's osImage is not one multinic knows how to configure.
         UnsupportedOS,
+        /// Another, older resource names the same node and keeps it; this one gets no Job.
+        NodeConflict,
+        /// The Node is NotReady or unschedulable: no Job is started there until it recovers.
+        NodeNotReady,
         /// Waiting for a free slot under the cluster-wide cap on running Jobs.
         WaitingForJobSlot,
+        /// Too many resources failed since their last change (`--max-failures`): no new Job
+        /// starts for a changed resource until failures clear or `multinic.io/resume-rollout`
+        /// is set on it.
+        RolloutPaused,
+        /// The API server refused to create the agent Job (validation, RBAC, quota or
+        /// admission); the message is the API's.
+        JobRejected,
         /// An agent Job is applying this generation.
         Applying,
         /// The agent configured every interface.
@@ -110,6 +121,17 @@ string_enum! {
         RolledBack,
         /// The connectivity probe failed after applying; everything was reverted.
         ProbeFailed,
+    }
+}
+
+impl StateReason {
+    /// Whether the reason is a failure of an agent Job's run (what the rollout budget and
+    /// the retry limit count).
+    pub fn is_job_failure(self) -> bool {
+        matches!(
+            self,
+            Self::JobFailed | Self::InterfacesFailed | Self::RetriesExhausted
+        )
     }
 }
 

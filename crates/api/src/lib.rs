@@ -32,6 +32,8 @@ pub const DEFAULT_NAMESPACE: &str = "multinic-system";
 pub const CLEANUP_FINALIZER: &str = "multinic.io/cleanup";
 /// Annotation that asks the controller to retry a generation that ran out of attempts.
 pub const RETRY_ANNOTATION: &str = "multinic.io/retry";
+/// Annotation that lets a resource start its Job while the rollout budget holds others back.
+pub const RESUME_ROLLOUT_ANNOTATION: &str = "multinic.io/resume-rollout";
 /// Label the producer sets to the node's name.
 pub const NODE_NAME_LABEL: &str = "multinic.io/node-name";
 /// Label the producer sets to the OpenStack instance id.

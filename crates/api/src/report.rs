@@ -93,6 +93,8 @@ pub mod env {
     pub const REPORT: &str = "MULTINIC_REPORT";
     /// OS flavor override (ubuntu, rhel9, rhel8, rhel7).
     pub const OS: &str = "MULTINIC_OS";
+    /// Addresses of the node itself (comma-separated); a NIC holding one is never touched.
+    pub const PROTECT_ADDRESSES: &str = "MULTINIC_PROTECT_ADDRESSES";
 }
 
 /// Marker appended to a message that was shortened to fit the report.

@@ -6,6 +6,7 @@
 use crate::decide::{self, CleanupAction};
 use crate::error::Error;
 use crate::job::{self, JobRequest};
+use crate::launch::Launch;
 use crate::reconcile::{Context, forget_node};
 use kube::ResourceExt;
 use kube::runtime::controller::Action as Requeue;
@@ -22,8 +23,14 @@ pub async fn cleanup(obj: Arc<MultiNicNodeConfig>, ctx: &Context) -> Result<Requ
     let node_name = obj.spec.node_name.clone();
     let node = ctx.node(&node_name);
     let (mut jobs, _) = ctx.jobs_of(&obj);
+    let conflict = ctx.conflict(&obj);
+    let leaving = decide::Leaving {
+        spec: &obj.spec,
+        status: obj.status.as_ref(),
+        conflict: conflict.as_deref(),
+    };
     for _ in 0..8 {
-        match decide::decide_cleanup(node.as_ref(), &node_name, &jobs) {
+        match decide::decide_cleanup(node.as_ref(), leaving, &jobs) {
             CleanupAction::DeleteJob(name) => {
                 ctx.delete_job(&ns, &name).await?;
                 jobs.retain(|j| j.name != name);
@@ -43,19 +50,41 @@ pub async fn cleanup(obj: Arc<MultiNicNodeConfig>, ctx: &Context) -> Result<Requ
                 };
                 let name = job::job_name(
                     &node_name,
+                    &uid,
                     AgentAction::Cleanup,
                     obj.metadata.generation.unwrap_or(0),
                     attempt,
                 );
                 let key = format!("{ns}/{name}");
+                let protect = node
+                    .as_ref()
+                    .map(|n| n.addresses.clone())
+                    .unwrap_or_default();
                 let request = JobRequest {
                     owner: &obj,
                     action: AgentAction::Cleanup,
                     attempt,
                     flavor,
+                    protect: &protect,
                 };
-                if !ctx.launch_job(&key, request).await? {
-                    return Err(Error::CleanupPending("waiting for a free Job slot".into()));
+                match ctx.launch_job(&key, request).await? {
+                    Launch::Created => {}
+                    Launch::NoSlot => {
+                        return Err(Error::CleanupPending("waiting for a free Job slot".into()));
+                    }
+                    Launch::Rejected(message) => {
+                        ctx.event(
+                            &obj,
+                            EventType::Warning,
+                            multinic_api::StateReason::JobRejected.as_str(),
+                            "Cleanup",
+                            format!("the API server refused cleanup Job {name}: {message}"),
+                        )
+                        .await;
+                        return Err(Error::CleanupFailed(format!(
+                            "cleanup Job {name} refused: {message}"
+                        )));
+                    }
                 }
                 ctx.event(
                     &obj,

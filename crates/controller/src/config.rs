@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// Where the host's D-Bus system bus listens.
+pub const DBUS_SYSTEM_SOCKET: &str = "/run/dbus/system_bus_socket";
+
 /// Field manager of every write the controller makes (server-side apply).
 pub const FIELD_MANAGER: &str = "multinic-controller";
 
@@ -30,6 +33,8 @@ pub struct ControllerConfig {
     pub job: JobConfig,
     /// Cluster-wide cap on agent Jobs in flight.
     pub max_jobs_in_flight: usize,
+    /// Failed resources (since their last change) that pause the rollout of changed ones.
+    pub max_failures: crate::fleet::MaxFailures,
     /// How failed generations are retried.
     pub retry: RetryPolicy,
     /// How often a resource whose Node is missing is looked at again (Node events also wake it).
@@ -87,6 +92,9 @@ pub struct LeaderConfig {
     pub lease_duration: Duration,
     /// How often the holder renews.
     pub renew_interval: Duration,
+    /// Longest a renewal may take, and longest the holder keeps acting without a successful
+    /// one (shorter than `lease_duration`, so it stops before anyone else may take over).
+    pub renew_deadline: Duration,
 }
 
 /// The agent Job template's knobs.
@@ -116,6 +124,11 @@ pub struct JobConfig {
     pub agent_env: Vec<(String, String)>,
     /// Priority class of the Pod, if any.
     pub priority_class: Option<String>,
+    /// SELinux type of the Pod (`spc_t` on RHEL hosts with SELinux enforcing), if any.
+    pub selinux_type: Option<String>,
+    /// The host's D-Bus system socket, mounted at the same path for the hand-off to the
+    /// host's network manager; `None` mounts nothing.
+    pub dbus_socket: Option<String>,
 }
 
 impl Default for JobConfig {
@@ -133,6 +146,8 @@ impl Default for JobConfig {
             ttl_seconds_after_finished: 3600,
             agent_env: Vec::new(),
             priority_class: None,
+            selinux_type: None,
+            dbus_socket: Some(DBUS_SYSTEM_SOCKET.into()),
         }
     }
 }

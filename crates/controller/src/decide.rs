@@ -18,6 +18,12 @@ pub struct NodeFacts {
     pub system_uuid: Option<String>,
     /// `status.nodeInfo.osImage`.
     pub os_image: Option<String>,
+    /// The Ready condition exists and is not True.
+    pub not_ready: bool,
+    /// `spec.unschedulable` (cordoned).
+    pub unschedulable: bool,
+    /// The Node's own addresses (InternalIP, ExternalIP), protected from the agent.
+    pub addresses: Vec<String>,
 }
 
 impl NodeFacts {
@@ -83,6 +89,12 @@ pub struct Observed<'a> {
     pub retry: &'a RetryPolicy,
     /// How soon a missing Node is looked for again.
     pub node_recheck: Duration,
+    /// An older resource that names the same node and owns it.
+    pub conflict: Option<&'a str>,
+    /// `(failed, limit)` when the rollout budget is spent for this resource.
+    pub rollout_paused: Option<(usize, usize)>,
+    /// The `multinic.io/resume-rollout` annotation is set.
+    pub resume_requested: bool,
 }
 
 /// A status the controller reaches without running a Job.
@@ -127,6 +139,8 @@ pub enum Action {
 
 /// How long a busy node is looked at again when no Job event would wake the resource.
 const NODE_BUSY_RECHECK: Duration = Duration::from_secs(5);
+/// Safety net for a paused rollout (the budget's wake-up is the usual way out).
+const ROLLOUT_RECHECK: Duration = Duration::from_secs(60);
 
 /// The next step for a resource that is not being deleted.
 pub fn decide(o: &Observed<'_>) -> Action {
@@ -170,6 +184,19 @@ pub fn decide(o: &Observed<'_>) -> Action {
         );
     }
 
+    if let Some(owner) = o.conflict {
+        // Before a running Job is considered: the owner's Job on that node is not ours.
+        return settle(
+            NodeConfigState::Failed,
+            StateReason::NodeConflict,
+            format!(
+                "Node {:?} is already claimed by {owner}, an older resource; this one gets no \
+                 Job (delete one of them)",
+                o.spec.node_name
+            ),
+        );
+    }
+
     if let Some(job) = o.jobs.iter().find(|j| !j.phase.finished()) {
         let current = job.action == AgentAction::Apply && job.generation == Some(o.generation);
         if current && recording != Some(job.name.as_str()) {
@@ -189,7 +216,11 @@ pub fn decide(o: &Observed<'_>) -> Action {
         return Action::Wait(None);
     }
 
-    let failed_attempts = status.and_then(|s| s.attempts).unwrap_or(0);
+    // Attempts count per generation: a spec change starts over.
+    let failed_attempts = status
+        .filter(|_| observed_here)
+        .and_then(|s| s.attempts)
+        .unwrap_or(0);
     let reason = status.and_then(ready_reason);
     if state == Some(NodeConfigState::Configured) {
         return Action::Wait(None);
@@ -236,54 +267,118 @@ pub fn decide(o: &Observed<'_>) -> Action {
         job_exists: false,
         clears_retry,
     };
-    if state == Some(NodeConfigState::InProgress) {
+    let attempt = match (state, reason) {
         // Status says a Job runs but none is seen: re-create it under the same name (an
         // AlreadyExists answer means the cache was only behind).
-        return start(failed_attempts + 1, false);
-    }
-    let job_failed = matches!(
-        reason,
-        Some(
-            StateReason::JobFailed | StateReason::InterfacesFailed | StateReason::RetriesExhausted
-        )
-    );
-    if state == Some(NodeConfigState::Failed) && job_failed {
-        if o.retry_requested {
-            return start(1, true);
-        }
-        if failed_attempts >= o.retry.max_attempts {
-            if reason == Some(StateReason::RetriesExhausted) {
-                return Action::Wait(None);
+        (Some(NodeConfigState::InProgress), _) => failed_attempts + 1,
+        (Some(NodeConfigState::Failed), Some(r)) if r.is_job_failure() => {
+            if o.retry_requested {
+                return gated(o, node, start(1, true));
             }
-            return settle(
-                NodeConfigState::Failed,
-                StateReason::RetriesExhausted,
-                format!(
-                    "generation {} failed {failed_attempts} times; change the spec or set the \
-                     multinic.io/retry annotation to try again",
-                    o.generation
+            // A NIC not attached yet heals by itself: retried without limit.
+            if !self_healing(status) && failed_attempts >= o.retry.max_attempts {
+                if r == StateReason::RetriesExhausted {
+                    return Action::Wait(None);
+                }
+                return settle(
+                    NodeConfigState::Failed,
+                    StateReason::RetriesExhausted,
+                    format!(
+                        "generation {} failed {failed_attempts} times; change the spec or set the \
+                         multinic.io/retry annotation to try again",
+                        o.generation
+                    ),
+                );
+            }
+            if let Some(wait) = not_yet(o, status, o.retry.delay_after(failed_attempts)) {
+                return wait;
+            }
+            failed_attempts + 1
+        }
+        (Some(NodeConfigState::Failed), Some(StateReason::JobRejected)) => {
+            if o.retry_requested {
+                return gated(o, node, start(1, true));
+            }
+            // Quota or admission may change; look again at the longest backoff, no sooner.
+            if let Some(wait) = not_yet(o, status, o.retry.max_delay) {
+                return wait;
+            }
+            failed_attempts + 1
+        }
+        _ => {
+            if let Some((failed, limit)) = o.rollout_paused
+                && !o.resume_requested
+            {
+                return Action::Settle {
+                    verdict: Verdict {
+                        state: NodeConfigState::Pending,
+                        reason: StateReason::RolloutPaused,
+                        message: format!(
+                            "{failed} resources failed since their last change (limit \
+                             {limit}); no new Job starts until they recover, or set \
+                             {} on this resource",
+                            multinic_api::RESUME_ROLLOUT_ANNOTATION
+                        ),
+                    },
+                    requeue: Some(ROLLOUT_RECHECK),
+                };
+            }
+            failed_attempts + 1
+        }
+    };
+    gated(o, node, start(attempt, false))
+}
+
+/// Holds a Job back while the node cannot run it (NotReady, cordoned) or is busy.
+fn gated(o: &Observed<'_>, node: &NodeFacts, start: Action) -> Action {
+    if node.not_ready || node.unschedulable {
+        let why = if node.not_ready {
+            "is NotReady"
+        } else {
+            "is unschedulable (cordoned)"
+        };
+        // The Node watch wakes the resource when the Node recovers.
+        return Action::Settle {
+            verdict: Verdict {
+                state: NodeConfigState::Pending,
+                reason: StateReason::NodeNotReady,
+                message: format!(
+                    "Node {:?} {why}; the Job starts when it recovers",
+                    o.spec.node_name
                 ),
-            );
-        }
-        let due = last_updated(status).map(|t| {
-            let delay = o.retry.delay_after(failed_attempts);
-            t + jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX)
-        });
-        if let Some(due) = due
-            && due > o.now
-        {
-            let wait = o.now.duration_until(due);
-            return Action::Wait(Some(Duration::try_from(wait).unwrap_or_default()));
-        }
-        if o.node_busy {
-            return Action::Wait(Some(NODE_BUSY_RECHECK));
-        }
-        return start(failed_attempts + 1, false);
+            },
+            requeue: None,
+        };
     }
     if o.node_busy {
         return Action::Wait(Some(NODE_BUSY_RECHECK));
     }
-    start(1, false)
+    start
+}
+
+/// A wait until `delay` after the last status change, if that is still ahead.
+fn not_yet(
+    o: &Observed<'_>,
+    status: Option<&MultiNicNodeConfigStatus>,
+    delay: Duration,
+) -> Option<Action> {
+    let due = last_updated(status)?
+        + jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX);
+    (due > o.now).then(|| {
+        let wait = o.now.duration_until(due);
+        Action::Wait(Some(Duration::try_from(wait).unwrap_or_default()))
+    })
+}
+
+/// Whether every failed interface failed only because its NIC is not there yet.
+fn self_healing(status: Option<&MultiNicNodeConfigStatus>) -> bool {
+    let mut failed = status
+        .into_iter()
+        .flat_map(|s| &s.interface_statuses)
+        .filter(|i| i.status == multinic_api::InterfaceState::Failed)
+        .peekable();
+    failed.peek().is_some()
+        && failed.all(|i| i.reason == multinic_api::InterfaceReason::MacNotFound.as_str())
 }
 
 /// The next step for a resource being deleted (its finalizer still set).
@@ -306,12 +401,24 @@ pub enum CleanupAction {
     Release(String),
 }
 
+/// What the cleanup decision reads besides the Node and the Jobs.
+#[derive(Clone, Copy, Debug)]
+pub struct Leaving<'a> {
+    /// The resource's spec.
+    pub spec: &'a MultiNicNodeConfigSpec,
+    /// The resource's status, if any.
+    pub status: Option<&'a MultiNicNodeConfigStatus>,
+    /// An older resource owns the node.
+    pub conflict: Option<&'a str>,
+}
+
 /// The next step for a resource whose deletion is waiting on the cleanup finalizer.
 pub fn decide_cleanup(
     node: Option<&NodeFacts>,
-    node_name: &str,
+    leaving: Leaving<'_>,
     jobs: &[JobFacts],
 ) -> CleanupAction {
+    let node_name = leaving.spec.node_name.as_str();
     if let Some(job) = jobs.iter().find(|j| j.phase.finished()) {
         return match (job.action, job.phase) {
             (AgentAction::Cleanup, JobPhase::Succeeded) => CleanupAction::Done(job.name.clone()),
@@ -325,6 +432,29 @@ pub fn decide_cleanup(
     let Some(node) = node else {
         return CleanupAction::Release(format!("Node {node_name:?} no longer exists"));
     };
+    // A resource that never configured its node has nothing there to remove, and a cleanup
+    // Job would take what the node's owner configured.
+    if let Some(owner) = leaving.conflict {
+        return CleanupAction::Release(format!(
+            "Node {node_name:?} belongs to {owner}; its NICs are not this resource's"
+        ));
+    }
+    if let Some(want) = &leaving.spec.instance_id
+        && !same_uuid(want, node.system_uuid.as_deref().unwrap_or(""))
+    {
+        return CleanupAction::Release(format!(
+            "Node {node_name:?} is not instance {want} (another VM); multinic never configured it"
+        ));
+    }
+    if leaving
+        .status
+        .and_then(|s| s.last_job_name.as_deref())
+        .is_none()
+    {
+        return CleanupAction::Release(format!(
+            "no agent Job ever ran for this resource on {node_name:?}"
+        ));
+    }
     match node.flavor() {
         Some(flavor) => CleanupAction::Start { flavor },
         None => CleanupAction::Release(format!(
@@ -373,3 +503,7 @@ fn last_updated(status: Option<&MultiNicNodeConfigStatus>) -> Option<Timestamp> 
 #[cfg(test)]
 #[path = "decide_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "decide_safety_tests.rs"]
+mod safety_tests;

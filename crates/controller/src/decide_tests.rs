@@ -3,9 +3,9 @@
 use super::*;
 use multinic_api::{Condition, InterfaceSpec};
 
-const UUID: &str = "84183610-f911-4d8f-9ec2-f35bfeac671f";
+pub(super) const UUID: &str = "84183610-f911-4d8f-9ec2-f35bfeac671f";
 
-fn spec() -> MultiNicNodeConfigSpec {
+pub(super) fn spec() -> MultiNicNodeConfigSpec {
     MultiNicNodeConfigSpec {
         node_name: "worker-01".into(),
         instance_id: Some(UUID.into()),
@@ -21,14 +21,15 @@ fn spec() -> MultiNicNodeConfigSpec {
     }
 }
 
-fn ubuntu() -> NodeFacts {
+pub(super) fn ubuntu() -> NodeFacts {
     NodeFacts {
         system_uuid: Some(UUID.to_uppercase()),
         os_image: Some("Ubuntu 22.04.4 LTS".into()),
+        ..NodeFacts::default()
     }
 }
 
-fn status(
+pub(super) fn status(
     generation: i64,
     state: NodeConfigState,
     reason: StateReason,
@@ -48,7 +49,7 @@ fn status(
     }
 }
 
-fn job(name: &str, generation: i64, attempt: u32, phase: JobPhase) -> JobFacts {
+pub(super) fn job(name: &str, generation: i64, attempt: u32, phase: JobPhase) -> JobFacts {
     JobFacts {
         name: name.into(),
         action: AgentAction::Apply,
@@ -64,18 +65,21 @@ const RETRY: RetryPolicy = RetryPolicy {
     max_delay: Duration::from_secs(60),
 };
 
-struct Case {
-    spec: MultiNicNodeConfigSpec,
-    status: Option<MultiNicNodeConfigStatus>,
-    node: Option<NodeFacts>,
-    jobs: Vec<JobFacts>,
-    retry_requested: bool,
-    node_busy: bool,
-    now: Timestamp,
+pub(super) struct Case {
+    pub(super) spec: MultiNicNodeConfigSpec,
+    pub(super) status: Option<MultiNicNodeConfigStatus>,
+    pub(super) node: Option<NodeFacts>,
+    pub(super) jobs: Vec<JobFacts>,
+    pub(super) retry_requested: bool,
+    pub(super) node_busy: bool,
+    pub(super) now: Timestamp,
+    pub(super) conflict: Option<&'static str>,
+    pub(super) rollout_paused: Option<(usize, usize)>,
+    pub(super) resume_requested: bool,
 }
 
 impl Case {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             spec: spec(),
             status: None,
@@ -84,10 +88,13 @@ impl Case {
             retry_requested: false,
             node_busy: false,
             now: "2026-01-01T00:10:00Z".parse().unwrap(),
+            conflict: None,
+            rollout_paused: None,
+            resume_requested: false,
         }
     }
 
-    fn decide(&self) -> Action {
+    pub(super) fn decide(&self) -> Action {
         decide(&Observed {
             generation: 2,
             spec: &self.spec,
@@ -99,11 +106,14 @@ impl Case {
             now: self.now,
             retry: &RETRY,
             node_recheck: Duration::from_secs(30),
+            conflict: self.conflict,
+            rollout_paused: self.rollout_paused,
+            resume_requested: self.resume_requested,
         })
     }
 }
 
-fn start(attempt: u32) -> Action {
+pub(super) fn start(attempt: u32) -> Action {
     Action::Start {
         attempt,
         flavor: OsFlavor::Ubuntu,
@@ -112,7 +122,7 @@ fn start(attempt: u32) -> Action {
     }
 }
 
-fn settled_reason(action: &Action) -> (NodeConfigState, StateReason) {
+pub(super) fn settled_reason(action: &Action) -> (NodeConfigState, StateReason) {
     match action {
         Action::Settle { verdict, .. } => (verdict.state, verdict.reason),
         other => panic!("expected Settle, got {other:?}"),
@@ -351,43 +361,51 @@ fn spec_change_after_failure_starts_fresh() {
 #[test]
 fn cleanup_steps() {
     let node = ubuntu();
+    let spec = spec();
+    let mut ran = status(2, NodeConfigState::Configured, StateReason::Configured);
+    ran.last_job_name = Some("a".into());
+    let w = Leaving {
+        spec: &spec,
+        status: Some(&ran),
+        conflict: None,
+    };
     let cleanup = |phase| JobFacts {
         action: AgentAction::Cleanup,
         ..job("c", 2, 1, phase)
     };
     assert!(matches!(
-        decide_cleanup(None, "w", &[]),
+        decide_cleanup(None, w, &[]),
         CleanupAction::Release(_)
     ));
     assert_eq!(
-        decide_cleanup(Some(&node), "w", &[]),
+        decide_cleanup(Some(&node), w, &[]),
         CleanupAction::Start {
             flavor: OsFlavor::Ubuntu
         }
     );
     assert_eq!(
-        decide_cleanup(Some(&node), "w", &[job("a", 2, 1, JobPhase::Running)]),
+        decide_cleanup(Some(&node), w, &[job("a", 2, 1, JobPhase::Running)]),
         CleanupAction::Wait
     );
     assert_eq!(
-        decide_cleanup(Some(&node), "w", &[job("a", 2, 1, JobPhase::Failed)]),
+        decide_cleanup(Some(&node), w, &[job("a", 2, 1, JobPhase::Failed)]),
         CleanupAction::DeleteJob("a".into())
     );
     assert_eq!(
-        decide_cleanup(Some(&node), "w", &[cleanup(JobPhase::Running)]),
+        decide_cleanup(Some(&node), w, &[cleanup(JobPhase::Running)]),
         CleanupAction::Wait
     );
     assert_eq!(
-        decide_cleanup(Some(&node), "w", &[cleanup(JobPhase::Succeeded)]),
+        decide_cleanup(Some(&node), w, &[cleanup(JobPhase::Succeeded)]),
         CleanupAction::Done("c".into())
     );
     assert_eq!(
-        decide_cleanup(Some(&node), "w", &[cleanup(JobPhase::Failed)]),
+        decide_cleanup(Some(&node), w, &[cleanup(JobPhase::Failed)]),
         CleanupAction::Failed("c".into())
     );
     // A finished cleanup Job is dealt with first; once it is gone a missing Node releases.
     assert_eq!(
-        decide_cleanup(None, "w", &[cleanup(JobPhase::Failed)]),
+        decide_cleanup(None, w, &[cleanup(JobPhase::Failed)]),
         CleanupAction::Failed("c".into())
     );
 }

@@ -1,13 +1,16 @@
-//! The agent Job: its name, its shape (pinned to one node, hostNetwork, only CAP_NET_ADMIN,
-//! only the host paths the OS flavor needs, the spec passed inline) and how a Job in the
-//! cache reads back as [`JobFacts`].
+//! The agent Job: its name, its shape (pinned to one node by name, hostNetwork, only
+//! CAP_NET_ADMIN, RuntimeDefault seccomp, only the host paths the OS flavor writes plus the
+//! D-Bus socket, the spec passed inline, the node's own addresses protected) and how a Job in
+//! the cache reads back as [`JobFacts`].
 
 use crate::config::{FIELD_MANAGER, JobConfig};
 use crate::decide::{JobFacts, JobPhase};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvVar, HostPathVolumeSource, LocalObjectReference, PodSpec,
-    PodTemplateSpec, SecurityContext, Volume, VolumeMount,
+    Affinity, Capabilities, Container, EnvVar, EnvVarSource, HostPathVolumeSource,
+    LocalObjectReference, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
+    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, SELinuxOptions,
+    SeccompProfile, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
@@ -48,13 +51,22 @@ pub enum JobError {
     Spec(#[from] serde_json::Error),
 }
 
-/// The Job name for `action` on `node` at `generation`, attempt `attempt`: at most 63
-/// characters, a DNS-1123 label; long or dotted node names are shortened and get a hash
-/// suffix so distinct nodes never share a name.
-pub fn job_name(node: &str, action: AgentAction, generation: i64, attempt: u32) -> String {
+/// The Job name for `action` on `node` at `generation`, attempt `attempt`, of the resource
+/// with `uid`: at most 63 characters, a DNS-1123 label; long or dotted node names are
+/// shortened and get a hash suffix so distinct nodes never share a name, and a short hash of
+/// the uid keeps two resources naming one node (or a resource re-created under the same
+/// name) from ever sharing a Job name.
+pub fn job_name(
+    node: &str,
+    uid: &str,
+    action: AgentAction,
+    generation: i64,
+    attempt: u32,
+) -> String {
+    let owner = format!("{:06x}", fnv1a(uid.as_bytes()) as u32 & 0xff_ffff);
     let tail = match action {
-        AgentAction::Apply => format!("-g{generation}-a{attempt}"),
-        AgentAction::Cleanup => format!("-cleanup-a{attempt}"),
+        AgentAction::Apply => format!("-{owner}-g{generation}-a{attempt}"),
+        AgentAction::Cleanup => format!("-{owner}-cleanup-a{attempt}"),
     };
     let prefix = "multinic-";
     let clean: String = node
@@ -90,6 +102,8 @@ pub struct JobRequest<'a> {
     pub attempt: u32,
     /// The node's OS flavor: decides the host paths and is passed to the agent.
     pub flavor: OsFlavor,
+    /// The Node's own addresses (status.addresses), which the agent must never touch.
+    pub protect: &'a [String],
 }
 
 /// Builds the agent Job for `req`.
@@ -97,7 +111,8 @@ pub fn build_job(cfg: &JobConfig, req: JobRequest<'_>) -> Result<Job, JobError> 
     let owner = req.owner;
     let node = owner.spec.node_name.as_str();
     let generation = owner.metadata.generation.unwrap_or(0);
-    let name = job_name(node, req.action, generation, req.attempt);
+    let uid = owner.uid().ok_or(JobError::MissingMeta("uid"))?;
+    let name = job_name(node, &uid, req.action, generation, req.attempt);
     let namespace = owner
         .namespace()
         .ok_or(JobError::MissingMeta("namespace"))?;
@@ -129,8 +144,9 @@ pub fn build_job(cfg: &JobConfig, req: JobRequest<'_>) -> Result<Job, JobError> 
     };
     labels.insert(JOB_NAME_LABEL.to_string(), name.clone());
 
+    // The node name comes from the downward API, not the spec: the agent's wrong-node check
+    // then compares two independent facts.
     let mut env_vars: Vec<(String, String)> = vec![
-        (env::NODE_NAME.into(), node.into()),
         (env::RUN_MODE.into(), "job".into()),
         (env::AGENT_ACTION.into(), action.into()),
         (env::DATA_SOURCE.into(), "spec".into()),
@@ -140,45 +156,71 @@ pub fn build_job(cfg: &JobConfig, req: JobRequest<'_>) -> Result<Job, JobError> 
         (env::OS.into(), req.flavor.as_str().into()),
         (env::REPORT.into(), TERMINATION_LOG.into()),
     ];
+    if !req.protect.is_empty() {
+        env_vars.push((env::PROTECT_ADDRESSES.into(), req.protect.join(",")));
+    }
+    if let Some(socket) = &cfg.dbus_socket {
+        env_vars.push((
+            "DBUS_SYSTEM_BUS_ADDRESS".into(),
+            format!("unix:path={socket}"),
+        ));
+    }
     env_vars.extend(cfg.agent_env.iter().cloned());
 
-    let (volumes, mounts): (Vec<Volume>, Vec<VolumeMount>) = req
+    let host_volume = |path: &str, type_: &str, mount_path: String| {
+        let vol = format!("host{}", path.replace(['/', '.', '_'], "-")).to_ascii_lowercase();
+        (
+            Volume {
+                name: vol.clone(),
+                host_path: Some(HostPathVolumeSource {
+                    path: path.to_string(),
+                    type_: Some(type_.into()),
+                }),
+                ..Volume::default()
+            },
+            VolumeMount {
+                name: vol,
+                mount_path,
+                ..VolumeMount::default()
+            },
+        )
+    };
+    let (mut volumes, mut mounts): (Vec<Volume>, Vec<VolumeMount>) = req
         .flavor
         .host_paths()
         .iter()
-        .map(|path| {
-            let vol = format!("host{}", path.replace(['/', '.', '_'], "-")).to_ascii_lowercase();
-            (
-                Volume {
-                    name: vol.clone(),
-                    host_path: Some(HostPathVolumeSource {
-                        path: (*path).to_string(),
-                        type_: Some("DirectoryOrCreate".into()),
-                    }),
-                    ..Volume::default()
-                },
-                VolumeMount {
-                    name: vol,
-                    mount_path: format!("{HOST_ROOT}{path}"),
-                    ..VolumeMount::default()
-                },
-            )
-        })
+        .map(|path| host_volume(path, "DirectoryOrCreate", format!("{HOST_ROOT}{path}")))
         .unzip();
+    // The host's system bus, for the hand-off to NetworkManager / systemd-networkd.
+    if let Some(socket) = &cfg.dbus_socket {
+        let (v, m) = host_volume(socket, "Socket", socket.clone());
+        volumes.push(v);
+        mounts.push(m);
+    }
 
+    let node_from_downward_api = EnvVar {
+        name: env::NODE_NAME.into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                api_version: None,
+                field_path: "spec.nodeName".into(),
+            }),
+            ..EnvVarSource::default()
+        }),
+    };
     let container = Container {
         name: CONTAINER_NAME.into(),
         image: Some(cfg.image.clone()),
         image_pull_policy: cfg.pull_policy.clone(),
         command: Some(cfg.command.clone()),
         env: Some(
-            env_vars
-                .into_iter()
-                .map(|(name, value)| EnvVar {
+            std::iter::once(node_from_downward_api)
+                .chain(env_vars.into_iter().map(|(name, value)| EnvVar {
                     name,
                     value: Some(value),
                     value_from: None,
-                })
+                }))
                 .collect(),
         ),
         resources: cfg.resources.clone(),
@@ -199,11 +241,37 @@ pub fn build_job(cfg: &JobConfig, req: JobRequest<'_>) -> Result<Job, JobError> 
         ..Container::default()
     };
 
+    // Pinned by the Node's name: the hostname label is not the node name on every cluster,
+    // and label values stop at 63 characters where node names may have 253.
+    let pinned = Affinity {
+        node_affinity: Some(NodeAffinity {
+            required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                node_selector_terms: vec![NodeSelectorTerm {
+                    match_fields: Some(vec![NodeSelectorRequirement {
+                        key: "metadata.name".into(),
+                        operator: "In".into(),
+                        values: Some(vec![node.to_string()]),
+                    }]),
+                    match_expressions: None,
+                }],
+            }),
+            ..NodeAffinity::default()
+        }),
+        ..Affinity::default()
+    };
     let pod = PodSpec {
-        node_selector: Some(BTreeMap::from([(
-            "kubernetes.io/hostname".to_string(),
-            node.to_string(),
-        )])),
+        affinity: Some(pinned),
+        security_context: Some(PodSecurityContext {
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                localhost_profile: None,
+            }),
+            se_linux_options: cfg.selinux_type.as_ref().map(|t| SELinuxOptions {
+                type_: Some(t.clone()),
+                ..SELinuxOptions::default()
+            }),
+            ..PodSecurityContext::default()
+        }),
         tolerations: Some(cfg.tolerations.clone()),
         host_network: Some(true),
         host_pid: Some(false),

@@ -24,6 +24,7 @@ fn request(owner: &MultiNicNodeConfig, flavor: OsFlavor) -> JobRequest<'_> {
         action: AgentAction::Apply,
         attempt: 2,
         flavor,
+        protect: &[],
     }
 }
 
@@ -44,15 +45,25 @@ fn env_of(job: &Job) -> BTreeMap<String, String> {
         .collect()
 }
 
+fn job_name(node: &str, action: AgentAction, generation: i64, attempt: u32) -> String {
+    super::job_name(node, "uid-1", action, generation, attempt)
+}
+
 #[test]
 fn names_are_short_labels_and_distinct() {
+    let uid_hash = format!("{:06x}", fnv1a(b"uid-1") as u32 & 0xff_ffff);
     assert_eq!(
         job_name("worker-01", AgentAction::Apply, 3, 1),
-        "multinic-worker-01-g3-a1"
+        format!("multinic-worker-01-{uid_hash}-g3-a1")
     );
     assert_eq!(
         job_name("worker-01", AgentAction::Cleanup, 3, 2),
-        "multinic-worker-01-cleanup-a2"
+        format!("multinic-worker-01-{uid_hash}-cleanup-a2")
+    );
+    // Two resources naming one node never share a Job name.
+    assert_ne!(
+        super::job_name("worker-01", "uid-1", AgentAction::Apply, 1, 1),
+        super::job_name("worker-01", "uid-2", AgentAction::Apply, 1, 1)
     );
     let long_a = format!("{}a", "n".repeat(80));
     let long_b = format!("{}b", "n".repeat(80));
@@ -86,7 +97,7 @@ fn job_is_pinned_least_privileged_and_carries_the_spec() {
     let job = build_job(&JobConfig::default(), request(&obj, OsFlavor::Ubuntu)).unwrap();
     assert_eq!(
         job.metadata.name.as_deref(),
-        Some("multinic-worker-01-g4-a2")
+        Some(job_name("worker-01", AgentAction::Apply, 4, 2).as_str())
     );
     let owner_ref = &job.metadata.owner_references.as_ref().unwrap()[0];
     assert_eq!(
@@ -103,10 +114,33 @@ fn job_is_pinned_least_privileged_and_carries_the_spec() {
         (Some(0), Some(300), Some(3600))
     );
     let pod = spec.template.spec.as_ref().unwrap();
+    // Pinned by the Node's name (matchFields), not by the hostname label.
+    assert!(pod.node_selector.is_none());
+    let terms = &pod
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .unwrap()
+        .node_selector_terms;
+    let field = &terms[0].match_fields.as_ref().unwrap()[0];
     assert_eq!(
-        pod.node_selector.as_ref().unwrap()["kubernetes.io/hostname"],
-        "worker-01"
+        (
+            field.key.as_str(),
+            field.operator.as_str(),
+            field.values.as_deref()
+        ),
+        ("metadata.name", "In", Some(&["worker-01".to_string()][..]))
     );
+    let psc = pod.security_context.as_ref().unwrap();
+    assert_eq!(
+        psc.seccomp_profile.as_ref().unwrap().type_,
+        "RuntimeDefault"
+    );
+    assert!(psc.se_linux_options.is_none());
     assert_eq!(
         (
             pod.host_network,
@@ -140,9 +174,18 @@ fn job_is_pinned_least_privileged_and_carries_the_spec() {
         .as_ref()
         .unwrap()
         .iter()
-        .map(|v| v.host_path.as_ref().unwrap().path.clone())
+        .map(|v| {
+            let hp = v.host_path.as_ref().unwrap();
+            (hp.path.clone(), hp.type_.clone().unwrap())
+        })
         .collect();
-    assert_eq!(paths, OsFlavor::Ubuntu.host_paths());
+    let mut expected: Vec<_> = OsFlavor::Ubuntu
+        .host_paths()
+        .iter()
+        .map(|p| (p.to_string(), "DirectoryOrCreate".to_string()))
+        .collect();
+    expected.push(("/run/dbus/system_bus_socket".into(), "Socket".into()));
+    assert_eq!(paths, expected);
     let mounts: Vec<_> = pod.containers[0]
         .volume_mounts
         .as_ref()
@@ -150,11 +193,12 @@ fn job_is_pinned_least_privileged_and_carries_the_spec() {
         .iter()
         .map(|m| m.mount_path.clone())
         .collect();
-    let expected: Vec<_> = OsFlavor::Ubuntu
+    let mut expected: Vec<_> = OsFlavor::Ubuntu
         .host_paths()
         .iter()
         .map(|p| format!("/host{p}"))
         .collect();
+    expected.push("/run/dbus/system_bus_socket".into());
     assert_eq!(mounts, expected);
 
     let env = env_of(&job);
@@ -165,7 +209,63 @@ fn job_is_pinned_least_privileged_and_carries_the_spec() {
     assert_eq!(env["MULTINIC_OS"], "ubuntu");
     assert_eq!(env["AGENT_ACTION"], "apply");
     assert_eq!(env["DATA_SOURCE"], "spec");
-    assert_eq!(env["NODE_NAME"], "worker-01");
+    assert_eq!(
+        env["DBUS_SYSTEM_BUS_ADDRESS"],
+        "unix:path=/run/dbus/system_bus_socket"
+    );
+    assert!(!env.contains_key("MULTINIC_PROTECT_ADDRESSES"));
+    // The node name comes from the downward API, not from the spec.
+    let node_env = pod.containers[0]
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|e| e.name == "NODE_NAME")
+        .unwrap();
+    assert_eq!(node_env.value, None);
+    assert_eq!(
+        node_env
+            .value_from
+            .as_ref()
+            .and_then(|v| v.field_ref.as_ref())
+            .map(|f| f.field_path.as_str()),
+        Some("spec.nodeName")
+    );
+}
+
+#[test]
+fn the_nodes_own_addresses_are_protected_and_selinux_is_an_option() {
+    let obj = owner();
+    let cfg = JobConfig {
+        selinux_type: Some("spc_t".into()),
+        dbus_socket: None,
+        ..JobConfig::default()
+    };
+    let protect = ["192.0.2.10".to_string(), "2001:db8::10".to_string()];
+    let req = JobRequest {
+        protect: &protect,
+        ..request(&obj, OsFlavor::Rhel9)
+    };
+    let job = build_job(&cfg, req).unwrap();
+    let env = env_of(&job);
+    assert_eq!(env["MULTINIC_PROTECT_ADDRESSES"], "192.0.2.10,2001:db8::10");
+    assert!(!env.contains_key("DBUS_SYSTEM_BUS_ADDRESS"));
+    let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let se = pod
+        .security_context
+        .as_ref()
+        .and_then(|s| s.se_linux_options.as_ref())
+        .unwrap();
+    assert_eq!(se.type_.as_deref(), Some("spc_t"));
+    assert!(
+        pod.volumes.as_ref().unwrap().iter().all(|v| v
+            .host_path
+            .as_ref()
+            .unwrap()
+            .type_
+            .as_deref()
+            == Some("DirectoryOrCreate"))
+    );
 }
 
 #[test]
@@ -186,7 +286,7 @@ fn rhel_gets_only_its_own_paths_and_config_is_honoured() {
         .iter()
         .map(|v| v.host_path.as_ref().unwrap().path.clone())
         .collect();
-    assert_eq!(paths, OsFlavor::Rhel9.host_paths());
+    assert_eq!(&paths[..paths.len() - 1], OsFlavor::Rhel9.host_paths());
     assert!(!paths.iter().any(|p| p.contains("netplan")));
     let sc = pod.containers[0].security_context.as_ref().unwrap();
     assert_eq!(

@@ -25,6 +25,7 @@ pub struct Metrics {
     reconciles: Family<Labels, Counter>,
     durations: Histogram,
     jobs_in_flight: Gauge,
+    rollout_paused: Gauge,
     resources: Family<Labels, Gauge>,
     failures: Family<Labels, Counter>,
     /// Set once this replica leads and its caches are filled.
@@ -37,6 +38,7 @@ impl Default for Metrics {
         let reconciles = Family::<Labels, Counter>::default();
         let durations = Histogram::new(exponential_buckets(0.001, 2.0, 14));
         let jobs_in_flight = Gauge::default();
+        let rollout_paused = Gauge::default();
         let resources = Family::<Labels, Gauge>::default();
         let failures = Family::<Labels, Counter>::default();
         registry.register(
@@ -55,6 +57,11 @@ impl Default for Metrics {
             jobs_in_flight.clone(),
         );
         registry.register(
+            "rollout_paused",
+            "Changed resources held back because too many failed (--max-failures)",
+            rollout_paused.clone(),
+        );
+        registry.register(
             "resources",
             "MultiNicNodeConfig resources by status.state",
             resources.clone(),
@@ -69,6 +76,7 @@ impl Default for Metrics {
             reconciles,
             durations,
             jobs_in_flight,
+            rollout_paused,
             resources,
             failures,
             ready: AtomicBool::new(false),
@@ -95,6 +103,12 @@ impl Metrics {
     /// Sets the Jobs-in-flight gauge.
     pub fn set_jobs_in_flight(&self, n: usize) {
         self.jobs_in_flight
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Sets the gauge of resources held back by the rollout budget.
+    pub fn set_rollout_paused(&self, n: usize) {
+        self.rollout_paused
             .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
@@ -184,12 +198,14 @@ mod tests {
         m.reconciled("ok", Duration::from_millis(3));
         m.failure("JobFailed");
         m.set_jobs_in_flight(4);
+        m.set_rollout_paused(2);
         let (_, writer) = kube::runtime::reflector::store::<MultiNicNodeConfig>();
         let text = m.render(&writer.as_reader());
         for needle in [
             "multinic_controller_reconciles_total{result=\"ok\"} 1",
             "multinic_controller_failures_total{reason=\"JobFailed\"} 1",
             "multinic_controller_jobs_in_flight 4",
+            "multinic_controller_rollout_paused 2",
             "multinic_controller_resources{state=\"Configured\"} 0",
             "multinic_controller_reconcile_duration_seconds_count 1",
         ] {

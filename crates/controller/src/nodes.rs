@@ -1,5 +1,5 @@
 //! The Node cache: only what the controller reads from each Node (systemUUID, osImage,
-//! Ready), a few hundred bytes instead of a Node object, fed by the Node watch (or poll).
+//! Ready, cordon, own addresses), a few hundred bytes instead of a Node object, fed by the Node watch (or poll).
 //! It also tells which Nodes changed in a way that matters, so heartbeats wake nobody.
 
 use crate::decide::NodeFacts;
@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use tokio::sync::watch;
 
-/// What is kept per Node: the decision's facts and the Ready condition's status.
-type Entry = (NodeFacts, Option<String>);
+/// What is kept per Node: the decision's facts (Ready and cordon included).
+type Entry = NodeFacts;
 
 #[derive(Default)]
 struct Maps {
@@ -37,20 +37,14 @@ impl Default for NodeCache {
 }
 
 fn entry(node: &Node) -> Entry {
-    let ready = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
-        .map(|c| c.status.clone());
-    (trim::node_facts(node), ready)
+    trim::node_facts(node)
 }
 
 impl NodeCache {
     /// The facts of Node `name`, if it exists.
     pub fn get(&self, name: &str) -> Option<NodeFacts> {
         let maps = self.maps.read().unwrap_or_else(|p| p.into_inner());
-        maps.current.get(name).map(|(facts, _)| facts.clone())
+        maps.current.get(name).cloned()
     }
 
     /// Number of Nodes known.
@@ -74,7 +68,7 @@ impl NodeCache {
     }
 
     /// Applies one watch event; returns the names of Nodes that appeared, went, or changed
-    /// systemUUID, osImage or Ready.
+    /// systemUUID, osImage, Ready, cordon or addresses.
     pub fn apply(&self, event: watcher::Event<Node>) -> Vec<String> {
         let mut maps = self.maps.write().unwrap_or_else(|p| p.into_inner());
         let mut changed = Vec::new();

@@ -6,12 +6,13 @@ use crate::decide::{self, Action, JobFacts, Observed};
 use crate::error::{Error, is_status};
 use crate::expect::Expectations;
 use crate::job::{self, JobRequest};
+use crate::launch::Launch;
 use crate::metrics::Metrics;
 use crate::slots::JobSlots;
 use crate::{report, status};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -51,6 +52,12 @@ pub struct Context {
     pub error_streak: Mutex<HashMap<ObjectRef<MultiNicNodeConfig>, u32>>,
     /// Cleanup attempts per resource uid (no status field holds them: the object is going).
     pub cleanup_attempts: Mutex<HashMap<String, u32>>,
+    /// Node ownership and the rollout budget across resources.
+    pub fleet: Arc<crate::fleet::Fleet>,
+    /// Turns true once the resource cache (and so [`Self::fleet`]) holds its first full list.
+    pub configs_synced: tokio::sync::watch::Receiver<bool>,
+    /// Set once the Jobs running at startup were counted against the cap.
+    pub adopted: std::sync::OnceLock<()>,
 }
 
 /// How long a running Job is trusted before the resource is looked at again anyway.
@@ -78,6 +85,13 @@ impl Context {
         }
         own.sort_by(|a, b| a.1.name.cmp(&b.1.name));
         (self.expect.merge_jobs(&uid, &ns, own), node_busy)
+    }
+
+    /// The older resource that owns `obj`'s node, as `namespace/name`, if not `obj`.
+    pub fn conflict(&self, obj: &MultiNicNodeConfig) -> Option<String> {
+        self.fleet
+            .owner_other_than(&obj.spec.node_name, &obj.uid().unwrap_or_default())
+            .map(|r| format!("{}/{}", r.namespace.unwrap_or_default(), r.name))
     }
 
     /// The Node named `name`, as the decision reads it.
@@ -133,41 +147,6 @@ impl Context {
         self.slots.release(&key);
         Ok(())
     }
-
-    /// Builds the Job `request` describes, takes a Job slot under `key` and creates it.
-    /// `Ok(false)` when no slot is free: the slot queue wakes the resource once one frees.
-    /// A failed create gives the slot back.
-    pub async fn launch_job(&self, key: &str, request: JobRequest<'_>) -> Result<bool, Error> {
-        let owner = request.owner;
-        let built = job::build_job(&self.config.job, request)?;
-        if !self.slots.reserve(key, &ObjectRef::from_obj(owner)) {
-            return Ok(false);
-        }
-        let uid = owner.uid().unwrap_or_default();
-        if let Err(err) = self.create_job(&uid, &built).await {
-            self.slots.release(key);
-            return Err(err);
-        }
-        Ok(true)
-    }
-
-    /// Creates `job`; one that already exists (same name) counts as created.
-    pub async fn create_job(&self, owner_uid: &str, job: &Job) -> Result<(), Error> {
-        let ns = job.namespace().unwrap_or_default();
-        let api: Api<Job> = Api::namespaced(self.client.clone(), &ns);
-        match api.create(&PostParams::default(), job).await {
-            Ok(_) => {
-                if let Some(facts) = job::job_facts(job) {
-                    self.expect.created_job(owner_uid, facts);
-                }
-                Ok(())
-            }
-            // It exists already: the cache will show it (no expectation: it may be one
-            // being deleted).
-            Err(err) if is_status(&err, 409) => Ok(()),
-            Err(err) => Err(Error::kube(format!("creating Job {}", job.name_any()), err)),
-        }
-    }
 }
 
 /// Reconciles a resource that is not being deleted.
@@ -183,6 +162,8 @@ pub async fn apply(obj: Arc<MultiNicNodeConfig>, ctx: &Context) -> Result<Requeu
     );
     let (mut jobs, node_busy) = ctx.jobs_of(&obj);
     let node = ctx.node(&obj.spec.node_name);
+    let conflict = ctx.conflict(&obj);
+    let rollout_paused = ctx.fleet.rollout_paused(&uid);
     // A few steps in one reconcile: deleting leftovers never needs a fresh look at the cache.
     for _ in 0..8 {
         let observed = Observed {
@@ -198,6 +179,11 @@ pub async fn apply(obj: Arc<MultiNicNodeConfig>, ctx: &Context) -> Result<Requeu
             now: jiff::Timestamp::now(),
             retry: &ctx.config.retry,
             node_recheck: ctx.config.node_missing_recheck,
+            conflict: conflict.as_deref(),
+            rollout_paused,
+            resume_requested: obj
+                .annotations()
+                .contains_key(multinic_api::RESUME_ROLLOUT_ANNOTATION),
         };
         let action = decide::decide(&observed);
         tracing::debug!(resource = %obj.name_any(), ?action, "decided");
@@ -237,6 +223,9 @@ pub async fn apply(obj: Arc<MultiNicNodeConfig>, ctx: &Context) -> Result<Requeu
                 jobs.retain(|j| j.name != job_facts.name);
             }
             Action::Settle { verdict, requeue } => {
+                if verdict.reason == multinic_api::StateReason::RolloutPaused {
+                    ctx.fleet.pause(&ObjectRef::from_obj(obj.as_ref()));
+                }
                 let next = status::settled(
                     &obj.spec,
                     generation,
@@ -253,8 +242,13 @@ pub async fn apply(obj: Arc<MultiNicNodeConfig>, ctx: &Context) -> Result<Requeu
                 job_exists,
                 clears_retry,
             } => {
-                let name =
-                    job::job_name(&obj.spec.node_name, AgentAction::Apply, generation, attempt);
+                let name = job::job_name(
+                    &obj.spec.node_name,
+                    &uid,
+                    AgentAction::Apply,
+                    generation,
+                    attempt,
+                );
                 let key = format!("{ns}/{name}");
                 if clears_retry {
                     clear_retry_annotation(ctx, &obj).await?;
@@ -262,17 +256,50 @@ pub async fn apply(obj: Arc<MultiNicNodeConfig>, ctx: &Context) -> Result<Requeu
                 if job_exists {
                     ctx.slots.adopt(&key);
                 } else {
+                    let protect = node
+                        .as_ref()
+                        .map(|n| n.addresses.clone())
+                        .unwrap_or_default();
                     let request = JobRequest {
                         owner: &obj,
                         action: AgentAction::Apply,
                         attempt,
                         flavor,
+                        protect: &protect,
                     };
-                    if !ctx.launch_job(&key, request).await? {
+                    let held = match ctx.launch_job(&key, request).await? {
+                        Launch::Created => None,
                         // Woken through the slot queue; the requeue is only a safety net.
-                        return Ok(Requeue::requeue(Duration::from_secs(60)));
+                        Launch::NoSlot => Some((
+                            NodeConfigState::Pending,
+                            multinic_api::StateReason::WaitingForJobSlot,
+                            format!(
+                                "waiting for a free Job slot ({} agent Jobs may run at once)",
+                                ctx.config.max_jobs_in_flight
+                            ),
+                            Some(Duration::from_secs(60)),
+                        )),
+                        Launch::Rejected(message) => Some((
+                            NodeConfigState::Failed,
+                            multinic_api::StateReason::JobRejected,
+                            format!("the API server refused agent Job {name}: {message}"),
+                            Some(ctx.config.retry.max_delay),
+                        )),
+                    };
+                    if let Some((state, reason, message, requeue)) = held {
+                        let verdict = decide::Verdict {
+                            state,
+                            reason,
+                            message,
+                        };
+                        let now = jiff::Timestamp::now();
+                        let next =
+                            status::settled(&obj.spec, generation, &verdict, status.as_ref(), now);
+                        write_status(ctx, &obj, status.as_ref(), &next).await?;
+                        return Ok(requeue.map_or_else(Requeue::await_change, Requeue::requeue));
                     }
                 }
+                ctx.fleet.unpause(&ObjectRef::from_obj(obj.as_ref()));
                 let next = status::in_progress(
                     &obj.spec,
                     generation,

@@ -5,6 +5,7 @@
 use crate::config::{ControllerConfig, FIELD_MANAGER, WatchMode};
 use crate::error::Error;
 use crate::expect::Expectations;
+use crate::fleet::Fleet;
 use crate::job::{self, MANAGED_BY_LABEL};
 use crate::leader::LeaderElector;
 use crate::metrics::{self, Metrics};
@@ -88,6 +89,7 @@ pub async fn run(
     let (configs_synced_tx, configs_synced) = tokio::sync::watch::channel(false);
     let nodes = Arc::new(NodeCache::default());
     let (wake_tx, wake_rx) = tokio::sync::mpsc::unbounded_channel();
+    let fleet = Arc::new(Fleet::new(config.max_failures, wake_tx.clone()));
     let node_index = Arc::new(Mutex::new(HashMap::new()));
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -104,6 +106,9 @@ pub async fn run(
         node_index: node_index.clone(),
         error_streak: Mutex::new(HashMap::new()),
         cleanup_attempts: Mutex::new(HashMap::new()),
+        fleet: fleet.clone(),
+        configs_synced: configs_synced.clone(),
+        adopted: std::sync::OnceLock::new(),
         config: config.clone(),
     });
 
@@ -120,6 +125,8 @@ pub async fn run(
     let config_stream = events(config_api, None, config.mode)
         .modify(trim::trim_config)
         .reflect(configs_writer)
+        // Ownership and the rollout budget are kept from the events themselves.
+        .inspect_ok(move |event| fleet.apply(event))
         .inspect_ok(move |event| mark_synced(event, &configs_synced_tx))
         .touched_objects();
     let job_stream = events(job_api, Some(&job_selector), config.mode)
@@ -238,7 +245,10 @@ where
 async fn reconcile_one(obj: Arc<MultiNicNodeConfig>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let started = Instant::now();
     let _ = ctx.jobs_synced.clone().wait_for(|synced| *synced).await;
+    // Ownership of a node is judged only once every resource naming it is known.
+    let _ = ctx.configs_synced.clone().wait_for(|synced| *synced).await;
     ctx.nodes.wait_ready().await;
+    ctx.adopt_running_jobs();
     let api: Api<MultiNicNodeConfig> =
         Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     let key = ObjectRef::from_obj(&*obj);
@@ -257,6 +267,7 @@ async fn reconcile_one(obj: Arc<MultiNicNodeConfig>, ctx: Arc<Context>) -> Resul
     };
     ctx.metrics.reconciled(label, started.elapsed());
     ctx.metrics.set_jobs_in_flight(ctx.slots.in_flight());
+    ctx.metrics.set_rollout_paused(ctx.fleet.paused());
     if result.is_ok() {
         ctx.error_streak
             .lock()

@@ -6,6 +6,7 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 use multinic_controller::config::{
     self, ControllerConfig, JobConfig, LeaderConfig, RetryPolicy, WatchMode,
 };
+use multinic_controller::fleet;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -43,6 +44,10 @@ pub struct ControllerArgs {
     #[arg(long, env = "MAX_JOBS_IN_FLIGHT", default_value_t = 200)]
     pub max_jobs_in_flight: usize,
     /// Reconciles run at once (0 = unbounded); bounds requests in flight and memory.
+    /// Failed resources (since their last change) that pause the rollout: no new Job starts
+    /// for another changed resource while this many have failed. A number or a percentage.
+    #[arg(long, env = "MAX_FAILURES", default_value = "3", value_parser = fleet::MaxFailures::parse)]
+    pub max_failures: fleet::MaxFailures,
     #[arg(long, env = "CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
     /// Jobs tried per generation before it stays Failed.
@@ -76,6 +81,9 @@ pub struct ControllerArgs {
     #[arg(long, env = "RENEW_INTERVAL", default_value = "5s", value_parser = duration)]
     pub renew_interval: Duration,
     /// This replica's name in Events and the Lease (default: the Pod name, else host-pid).
+    /// Longest time one Lease renewal may take before it counts as failed.
+    #[arg(long, env = "RENEW_DEADLINE", default_value = "10s", value_parser = duration)]
+    pub renew_deadline: Duration,
     #[arg(long, env = "POD_NAME")]
     pub instance: Option<String>,
     /// Agent image of the Jobs.
@@ -126,6 +134,13 @@ pub struct ControllerArgs {
     /// Priority class of the agent Pods.
     #[arg(long, env = "JOB_PRIORITY_CLASS")]
     pub job_priority_class: Option<String>,
+    /// SELinux type of the agent Pods, e.g. `spc_t` on RHEL hosts with SELinux enforcing.
+    #[arg(long, env = "JOB_SELINUX_TYPE")]
+    pub job_selinux_type: Option<String>,
+    /// The host's D-Bus system socket, mounted into the agent for the hand-off to the host's
+    /// network manager; `off` mounts none.
+    #[arg(long, env = "JOB_DBUS_SOCKET", default_value = config::DBUS_SYSTEM_SOCKET)]
+    pub job_dbus_socket: String,
     /// An agent option for the Jobs' environment, `NAME=value` (repeatable).
     #[arg(long = "agent-env", value_parser = config::parse_env_pair)]
     pub agent_env: Vec<(String, String)>,
@@ -156,7 +171,16 @@ impl ControllerArgs {
             lease_name: self.lease_name.clone(),
             lease_duration: self.lease_duration,
             renew_interval: self.renew_interval,
+            renew_deadline: self.renew_deadline,
         });
+        if self.leader_election
+            && !(self.renew_interval < self.renew_deadline
+                && self.renew_deadline < self.lease_duration)
+        {
+            anyhow::bail!(
+                "leader election needs --renew-interval < --renew-deadline < --lease-duration"
+            );
+        }
         if self.retry_max_attempts == 0 {
             anyhow::bail!("--retry-max-attempts must be at least 1");
         }
@@ -193,8 +217,14 @@ impl ControllerArgs {
                 ttl_seconds_after_finished: self.job_ttl,
                 agent_env: self.agent_env.clone(),
                 priority_class: self.job_priority_class.clone(),
+                selinux_type: self.job_selinux_type.clone().filter(|t| !t.is_empty()),
+                dbus_socket: match self.job_dbus_socket.as_str() {
+                    "off" | "" => None,
+                    path => Some(path.to_string()),
+                },
             },
             max_jobs_in_flight: self.max_jobs_in_flight,
+            max_failures: self.max_failures,
             retry: RetryPolicy {
                 max_attempts: self.retry_max_attempts,
                 base_delay: self.retry_base_delay,

@@ -250,6 +250,7 @@ pub fn test_config() -> ControllerConfig {
             ..JobConfig::default()
         },
         max_jobs_in_flight: 10,
+        max_failures: multinic_controller::fleet::MaxFailures::Count(3),
         retry: RetryPolicy {
             max_attempts: 3,
             base_delay: Duration::from_millis(500),
@@ -272,6 +273,7 @@ pub fn replica_config(instance: &str) -> ControllerConfig {
         lease_name: "multinic-controller".into(),
         lease_duration: Duration::from_secs(3),
         renew_interval: Duration::from_millis(500),
+        renew_deadline: Duration::from_secs(2),
     });
     config
 }
