@@ -14,6 +14,7 @@ controller
 --poll-interval={{ $c.pollIntervalSeconds | int64 }}s
 {{- end }}
 --max-jobs-in-flight={{ $c.maxJobsInFlight | int64 }}
+--max-failures={{ $c.maxFailures }}
 --concurrency={{ $c.concurrency | int64 }}
 --retry-max-attempts={{ $c.retry.maxAttempts | int64 }}
 --retry-base-delay={{ $c.retry.baseDelaySeconds | int64 }}s
@@ -25,6 +26,7 @@ controller
 --lease-name={{ $c.leaderElection.leaseName }}
 --lease-duration={{ $c.leaderElection.leaseDurationSeconds | int64 }}s
 --renew-interval={{ $c.leaderElection.renewIntervalSeconds | int64 }}s
+--renew-deadline={{ $c.leaderElection.renewDeadlineSeconds | int64 }}s
 {{- end }}
 --job-image={{ include "multinic.image" . }}
 --job-pull-policy={{ .Values.image.pullPolicy }}
@@ -49,6 +51,10 @@ controller
 {{- with $j.priorityClassName }}
 --job-priority-class={{ . }}
 {{- end }}
+{{- with $j.seLinuxType }}
+--job-selinux-type={{ . }}
+{{- end }}
+--job-dbus-socket={{ $j.dbusSocket | default "off" }}
 {{- range (include "multinic.agentEnv" . | splitList "\n") }}
 {{- if . }}
 --agent-env={{ . }}
