@@ -408,8 +408,15 @@ fn patch(
     let apply = kind == PatchKind::Apply;
     let manager = q.get("fieldManager").cloned();
     if apply && manager.as_deref().is_none_or(str::is_empty) {
-        return Err(ApiError::bad_request(
-            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+        return Err(ApiError::invalid(
+            "meta.k8s.io",
+            "PatchOptions",
+            "",
+            vec![crate::error::Cause {
+                field: "fieldManager".into(),
+                message: "Required value: is required for apply patch".into(),
+                reason: "FieldValueRequired",
+            }],
         ));
     }
     let status = target == Target::Status;

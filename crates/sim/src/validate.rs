@@ -1,6 +1,6 @@
 //! The API server's own validation of what it stores, so product code that a real cluster
 //! would refuse is refused here too: object names, labels, ownerReferences, Pod and Job specs,
-//! and the fields of Pods and Jobs that are immutable after creation.
+//! core/v1 Events' namespace, and the fields of Pods and Jobs that are immutable after creation.
 
 use crate::error::{ApiError, Cause};
 use crate::meta;
@@ -220,6 +220,27 @@ pub fn object(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
             non_negative(&mut c, &spec, "activeDeadlineSeconds", 1);
             non_negative(&mut c, &spec, "parallelism", 0);
             non_negative(&mut c, &spec, "completions", 0);
+        }
+        ("", "events") => {
+            // An Event lives in its object's namespace; one about a cluster-scoped object
+            // lives in `default` (or nowhere), as the API server's validation demands.
+            let ns = meta::namespace(obj);
+            let involved = obj
+                .pointer("/involvedObject/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let matches = if involved.is_empty() {
+                ns.is_empty() || ns == "default"
+            } else {
+                ns == involved
+            };
+            if !matches {
+                c.invalid(
+                    "involvedObject.namespace",
+                    involved,
+                    "does not match event.namespace",
+                );
+            }
         }
         _ => {}
     }
