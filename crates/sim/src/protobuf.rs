@@ -3,7 +3,7 @@
 //! the store keeps.
 //!
 //! kubectl's typed clients (`create namespace`, `create configmap`, `create secret`,
-//! `create serviceaccount`) send protobuf and offer JSON for the answer, so only decoding is
+//! `create serviceaccount`, `create deployment`, `create job`) send protobuf and offer JSON for the answer, so only decoding is
 //! needed. Every field of a decoded message is moved out as it is converted; a kind that is not
 //! converted, or a field that is set but not converted, is refused with 415 naming it instead of
 //! being dropped silently, so a client can resend JSON.
@@ -16,6 +16,8 @@ use k8s_pb::apimachinery::pkg::runtime::Unknown;
 use prost::Message;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
+
+mod workloads;
 
 const MAGIC: &[u8] = b"k8s\0";
 
@@ -37,6 +39,8 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
         ("v1", "ConfigMap") => config_map(decode_msg(&raw)?)?,
         ("v1", "Secret") => secret(decode_msg(&raw)?)?,
         ("v1", "ServiceAccount") => service_account(decode_msg(&raw)?)?,
+        ("apps/v1", "Deployment") => workloads::deployment(decode_msg(&raw)?)?,
+        ("batch/v1", "Job") => workloads::job(decode_msg(&raw)?)?,
         _ => return Err(unsupported(&format!("{api_version} {kind}"))),
     };
     obj["apiVersion"] = json!(api_version);
@@ -286,9 +290,9 @@ mod tests {
 
     #[test]
     fn unconverted_kinds_and_fields_are_415() {
-        let e = decode(&envelope("apps/v1", "Deployment", Vec::new())).unwrap_err();
+        let e = decode(&envelope("apps/v1", "DaemonSet", Vec::new())).unwrap_err();
         assert_eq!(e.code, 415);
-        assert!(e.message.contains("apps/v1 Deployment"), "{}", e.message);
+        assert!(e.message.contains("apps/v1 DaemonSet"), "{}", e.message);
         let ns = core::Namespace {
             metadata: named("n"),
             spec: Some(core::NamespaceSpec {

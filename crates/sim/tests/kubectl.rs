@@ -535,14 +535,49 @@ async fn imperative_commands() {
     let spec = nodes.get("sim-node-0").await.unwrap().spec.unwrap();
     assert_ne!(spec.unschedulable, Some(true));
 
-    let deploy = write(
-        &sim.work_dir,
-        "deploy.yaml",
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: imp\nspec:\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: c\n        image: busybox\n",
+    ok(
+        run(&[
+            "create",
+            "deployment",
+            "web",
+            "-n",
+            "imp",
+            "--image=busybox",
+        ])
+        .await,
+        "create deployment",
     );
-    let path = deploy.display().to_string();
-    let out = kubectl_async(&sim, &["apply", "-f", &path]).await;
-    ok(out, "apply deployment");
+    ok(
+        run(&[
+            "create",
+            "job",
+            "once",
+            "-n",
+            "imp",
+            "--image=busybox",
+            "--",
+            "sh",
+            "-c",
+            "true",
+        ])
+        .await,
+        "create job",
+    );
+    let job = Api::<k8s_openapi::api::batch::v1::Job>::namespaced(client.clone(), "imp")
+        .get("once")
+        .await
+        .unwrap();
+    let pod_spec = job.spec.unwrap().template.spec.unwrap();
+    assert_eq!(
+        (
+            pod_spec.containers[0].command.as_deref(),
+            pod_spec.restart_policy.as_deref()
+        ),
+        (
+            Some(&["sh".to_string(), "-c".into(), "true".into()][..]),
+            Some("Never")
+        )
+    );
     let out = ok(
         run(&["scale", "deployment", "web", "-n", "imp", "--replicas=3"]).await,
         "scale",
@@ -552,7 +587,12 @@ async fn imperative_commands() {
         .get("web")
         .await
         .unwrap();
-    assert_eq!(d.spec.unwrap().replicas, Some(3));
+    let spec = d.spec.unwrap();
+    assert_eq!(spec.replicas, Some(3));
+    assert_eq!(
+        spec.template.spec.unwrap().containers[0].image.as_deref(),
+        Some("busybox")
+    );
     assert_eq!(d.metadata.generation, Some(2));
 
     ok(
