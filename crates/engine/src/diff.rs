@@ -2,9 +2,9 @@
 //! link/table diff also drives verify (re-plan must be empty) and revert (target = snapshot).
 
 use crate::config::EngineConfig;
-use crate::guard::{overlap, protected_networks, protection};
+use crate::guard::protection;
 use crate::plan::{Change, NicAction, NicPlan};
-use crate::state::{Ipv6Conf, KernelState, LinkState, RouteEntry, RuleEntry};
+use crate::state::{KernelState, LinkState, RouteEntry, RuleEntry};
 use ipnet::IpNet;
 use multinic_api::{InterfaceReason, MacAddress, parse_slot_name};
 use multinic_netconf::{DesiredNic, DesiredNode, NicSysctls, OwnedFile};
@@ -17,8 +17,6 @@ pub(crate) struct LinkTarget {
     pub mtu: Option<u32>,
     pub up: bool,
     pub sysctls: Option<NicSysctls>,
-    /// IPv6 values to pin (set only where the link has IPv6 and they can be written).
-    pub ipv6: Option<Ipv6Conf>,
     pub addresses: Vec<(IpNet, bool)>,
 }
 
@@ -69,26 +67,13 @@ pub(crate) fn link_diff(link: &LinkState, state: &KernelState, target: &LinkTarg
             to: values,
         });
     }
-    if let Some(values) = target
-        .ipv6
-        .filter(|v| link.ipv6.is_some() && link.ipv6 != Some(*v))
-    {
-        // Before the link comes up, so no router advertisement is taken in between.
-        diff.edits.push(Change::Ipv6Conf {
-            index,
-            name: target.name.clone(),
-            from: link.ipv6,
-            to: values,
-        });
-    }
     if target.up && (!link.up || diff.bounced) {
         diff.edits.push(Change::LinkUp { index });
     }
     if !target.up && link.up && !diff.bounced {
         diff.final_down = Some(Change::LinkDown { index });
     }
-    // Kernel-made (SLAAC, privacy) addresses are neither compared nor removed.
-    let current: Vec<_> = state.static_addresses_of(index).collect();
+    let current: Vec<_> = state.addresses_of(index).collect();
     for addr in &current {
         if !target.addresses.iter().any(|(net, _)| *net == addr.address) {
             diff.removals.push(Change::RemoveAddress {
@@ -101,10 +86,9 @@ pub(crate) fn link_diff(link: &LinkState, state: &KernelState, target: &LinkTarg
         let existing = current.iter().find(|a| a.address == *net);
         // IPv4 keeps an address's flags on replace, so a flag change means remove + add;
         // the kernel then also drops routes using it as source, as after a bounce.
-        // An address that failed duplicate address detection stays unusable until it is
-        // removed and added again (which runs DAD again).
         if let Some(a) = existing
-            && ((a.noprefixroute != *noprefixroute && matches!(net, IpNet::V4(_))) || a.dad_failed)
+            && a.noprefixroute != *noprefixroute
+            && matches!(net, IpNet::V4(_))
         {
             diff.removals.push(Change::RemoveAddress {
                 index,
@@ -114,9 +98,7 @@ pub(crate) fn link_diff(link: &LinkState, state: &KernelState, target: &LinkTarg
         }
         // IPv6 addresses do not survive a down/up (keep_addr_on_down=0).
         let present = existing.is_some_and(|a| {
-            a.noprefixroute == *noprefixroute
-                && !a.dad_failed
-                && !(diff.bounced && matches!(net, IpNet::V6(_)))
+            a.noprefixroute == *noprefixroute && !(diff.bounced && matches!(net, IpNet::V6(_)))
         });
         if !present {
             diff.additions.push(Change::AddAddress {
@@ -208,7 +190,6 @@ pub(crate) fn plan_runtime(
     desired: &DesiredNode,
     state: &KernelState,
     owned: &[OwnedFile],
-    journal: &[OwnedFile],
     config: &EngineConfig,
 ) -> (Vec<Change>, Vec<NicPlan>, Vec<Change>) {
     let mut by_mac: BTreeMap<MacAddress, Vec<&LinkState>> = BTreeMap::new();
@@ -221,7 +202,6 @@ pub(crate) fn plan_runtime(
     let owned_macs: BTreeSet<MacAddress> =
         owned.iter().filter_map(|o| o.mac.parse().ok()).collect();
 
-    let protected_nets = protected_networks(state, &config.guard);
     let mut nics: Vec<NicPlan> = Vec::new();
     for nic in &desired.nics {
         let mac = nic.mac_address();
@@ -243,8 +223,6 @@ pub(crate) fn plan_runtime(
                 plan.index = Some(link.index);
                 if let Some(why) = protection(link, state, &config.guard) {
                     plan.action = skip(InterfaceReason::PrimaryInterfaceProtected, why);
-                } else if let Some(why) = overlap(&nic.network, &protected_nets) {
-                    plan.action = skip(InterfaceReason::NetworkOverlap, why);
                 }
             }
         }
@@ -275,7 +253,7 @@ pub(crate) fn plan_runtime(
                     want_routes.insert(route);
                     want_rules.insert(rule);
                 }
-                Some(link_diff(link, &sim, &desired_target(nic, desired, config)))
+                Some(link_diff(link, &sim, &desired_target(nic, desired)))
             }
             (NicAction::Remove, Some(link)) => Some(link_diff(link, &sim, &strip_target(link))),
             _ => {
@@ -338,23 +316,13 @@ pub(crate) fn plan_runtime(
 /// in the slot's table comes from one of the link's addresses) whose MAC left the desired set.
 fn find_orphans(
     state: &KernelState,
-    // A journaled link the killed run never got to carries nothing to strip: not an orphan.
-    nics.retain(|n| {
-        !(n.action == NicAction::Remove
-            && n.changes.is_empty()
-            && parse_slot_name(&n.name).is_err())
-    });
     desired_macs: &BTreeSet<MacAddress>,
     owned_macs: &BTreeSet<MacAddress>,
     config: &EngineConfig,
 ) -> Vec<NicPlan> {
     let mut nics = Vec::new();
-///
-/// A link an unfinished (killed) run was touching, named in the `journal`, is multinic's
-/// whatever its name (it may still be parked or carry its kernel name): its slot comes from
-/// the journal.
     for link in &state.links {
-        let Some(mac) = link.mac else {
+        let (Some(mac), Ok(slot)) = (link.mac, parse_slot_name(&link.name)) else {
             continue;
         };
         if desired_macs.contains(&mac) {
@@ -369,18 +337,7 @@ fn find_orphans(
                         .any(|a| a.address.addr() == s.addr())
                 })
         });
-        let journaled = journal
-            .iter()
-            .find(|j| j.mac.parse::<MacAddress>().ok() == Some(mac));
-        let slot = match (parse_slot_name(&link.name), journaled) {
-            (Ok(slot), _) => slot,
-            (Err(_), Some(entry)) => match parse_slot_name(&entry.name) {
-                Ok(slot) => slot,
-                Err(_) => continue,
-            },
-            (Err(_), None) => continue,
-        };
-        if !owned_macs.contains(&mac) && !rule_evidence && journaled.is_none() {
+        if !owned_macs.contains(&mac) && !rule_evidence {
             continue;
         }
         let action = match protection(link, state, &config.guard) {
@@ -392,7 +349,6 @@ fn find_orphans(
             name: link.name.clone(),
             mac: mac.to_string(),
             source_index: None,
-        // Skipped NICs keep their addresses, tables and files.
             index: Some(link.index),
             action,
             changes: Vec::new(),
@@ -501,7 +457,7 @@ fn resolve<'a>(candidates: &[&'a LinkState], target: &str) -> Result<&'a LinkSta
     }
 }
 
-fn desired_target(nic: &DesiredNic, node: &DesiredNode, config: &EngineConfig) -> LinkTarget {
+fn desired_target(nic: &DesiredNic, node: &DesiredNode) -> LinkTarget {
     LinkTarget {
         name: nic.name.clone(),
         mtu: nic.mtu,
@@ -520,7 +476,6 @@ fn strip_target(link: &LinkState) -> LinkTarget {
         addresses: Vec::new(),
     }
 }
-        ipv6: config.ipv6_runtime.then_some(Ipv6Conf::MANAGED),
 
 /// Sticky slots: MAC -> N for every link named `multinicN`.
 pub(crate) fn current_slots(state: &KernelState) -> BTreeMap<MacAddress, u8> {
@@ -530,4 +485,3 @@ pub(crate) fn current_slots(state: &KernelState) -> BTreeMap<MacAddress, u8> {
         .filter_map(|l| Some((l.mac?, parse_slot_name(&l.name).ok()?)))
         .collect()
 }
-        ipv6: None,

@@ -36,11 +36,9 @@ mod files;
 mod guard;
 pub mod handoff;
 pub mod outcome;
-mod interrupt;
 pub mod plan;
 mod probe;
 mod revert;
-mod recover;
 pub mod state;
 mod sysctl;
 mod verify;
@@ -55,6 +53,5 @@ pub use handoff::{
     RecordingHandoff, handoff_for,
 };
 pub use outcome::{ApplyOutcome, NicOutcome, WriteCounts};
-pub use interrupt::Interrupt;
 pub use plan::{Change, FileChange, NicAction, NicPlan, Plan};
-pub use state::{AddressState, Ipv6Conf, KernelState, LinkState, RouteEntry, RuleEntry};
+pub use state::{AddressState, KernelState, LinkState, RouteEntry, RuleEntry};
