@@ -12,6 +12,11 @@ install_system_packages
 command -v kubectl >/dev/null || { echo "kubectl is missing: the sim's kubectl tests need the machine image's /usr/bin/kubectl" >&2; exit 1; }
 log "python tools (.venv)"
 install_python_tools
+log "real control plane: kube-apiserver, kube-controller-manager, etcd (scripts/k8s-bins.sh, cached)"
+command -v go >/dev/null || { echo "go is missing: scripts/k8s-bins.sh builds the control plane with the machine image's Go" >&2; exit 1; }
+MULTINIC_K8S_BIN_DIR=$(./scripts/k8s-bins.sh | tail -n 1)
+# The realcp_* tests run against these binaries and fail, rather than skip, without them.
+export MULTINIC_K8S_BIN_DIR MULTINIC_REQUIRE_REAL_CP=1
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
