@@ -121,6 +121,12 @@ string_enum! {
         RolledBack,
         /// The connectivity probe failed after applying; everything was reverted.
         ProbeFailed,
+        /// The NIC's network overlaps a network of a protected NIC (the node's own); taking
+        /// it would hijack the node's traffic, so the NIC is left alone.
+        NetworkOverlap,
+        /// Another host already holds the NIC's IPv6 address (duplicate address detection
+        /// failed); the run was reverted.
+        DuplicateAddress,
     }
 }
 

@@ -4,6 +4,7 @@
 
 use crate::config::EngineConfig;
 use crate::error::EngineError;
+use crate::interrupt::{Gate, Interrupt};
 use crate::plan::Change;
 use crate::state::{RouteEntry, RuleEntry};
 use crate::sysctl;
@@ -14,6 +15,7 @@ use netlink_packet_route::route::{RouteProtocol, RouteScope};
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 use std::net::IpAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -39,15 +41,16 @@ pub(crate) struct Counters {
     /// Fail the write after this many; `u64::MAX` when disarmed.
     #[cfg(feature = "fault-injection")]
     fail_after: AtomicU64,
+    /// Stops the run's writes once interrupted (see `interrupt.rs`).
+    gate: Gate,
 }
 
 impl Counters {
-    pub fn new(config: &EngineConfig) -> Arc<Self> {
-        #[cfg(not(feature = "fault-injection"))]
-        let _ = config;
+    pub fn new(config: &EngineConfig, interrupt: &Interrupt) -> Arc<Self> {
         Arc::new(Self {
             netlink: AtomicU64::new(0),
             files: AtomicU64::new(0),
+            gate: Gate::new(config, interrupt),
             #[cfg(feature = "fault-injection")]
             fail_after: AtomicU64::new(config.fault.fail_after_writes.unwrap_or(u64::MAX)),
         })
@@ -65,6 +68,7 @@ impl Counters {
 
     /// Stops injecting faults (for the revert phase).
     pub fn disarm(&self) {
+        self.gate.disarm();
         #[cfg(feature = "fault-injection")]
         self.fail_after.store(u64::MAX, Ordering::SeqCst);
     }
@@ -75,6 +79,7 @@ impl Counters {
     }
 
     fn count(&self, counter: &AtomicU64) -> Result<(), EngineError> {
+        self.gate.check(self.netlink() + self.files())?;
         #[cfg(feature = "fault-injection")]
         {
             let n = self.fail_after.load(Ordering::SeqCst);
@@ -92,11 +97,17 @@ impl Counters {
 pub(crate) struct Writer<'a> {
     handle: &'a Handle,
     counters: Arc<Counters>,
+    /// `/proc/sys`, for the IPv6 values netlink cannot set.
+    proc_sys: &'a Path,
 }
 
 impl<'a> Writer<'a> {
-    pub fn new(handle: &'a Handle, counters: Arc<Counters>) -> Self {
-        Self { handle, counters }
+    pub fn new(handle: &'a Handle, counters: Arc<Counters>, proc_sys: &'a Path) -> Self {
+        Self {
+            handle,
+            counters,
+            proc_sys,
+        }
     }
 
     fn count(&self) -> Result<(), EngineError> {
@@ -171,6 +182,11 @@ impl<'a> Writer<'a> {
         let handle = self.handle;
         let what = change.to_string();
         let result = match change {
+            Change::Ipv6Conf { name, to, .. } => {
+                return sysctl::write_ipv6(self.proc_sys, name, to).map_err(|e| {
+                    EngineError::io(self.proc_sys.join("net/ipv6/conf").join(name), e)
+                });
+            }
             Change::LinkDown { index } => {
                 let msg = LinkUnspec::new_with_index(*index).down().build();
                 handle.link().set(msg).execute().await

@@ -28,6 +28,13 @@ pub struct EngineConfig {
     /// (slot N uses `route_table_base + N`). Must equal `NetOptions::route_table_base` of the
     /// model, so cleanup without a model finds the same tables.
     pub route_table_base: u32,
+    /// Where the kernel's sysctls are (`/proc/sys`): IPv6 `accept_ra`/`autoconf` of managed
+    /// NICs are written there.
+    pub proc_sys: PathBuf,
+    /// Pin `accept_ra=0`/`autoconf=0` on managed NICs at runtime. [`crate::Engine::connect`]
+    /// turns it off (with a warning) where `/proc/sys` is read-only, as in an unprivileged
+    /// container; the persistent files still say so and the host's manager applies them.
+    pub ipv6_runtime: bool,
     /// Test-only fault injection.
     #[cfg(feature = "fault-injection")]
     pub fault: FaultInjection,
@@ -43,6 +50,8 @@ impl EngineConfig {
             probe: None,
             verify: VerifyConfig::default(),
             route_table_base: NetOptions::default().route_table_base,
+            proc_sys: PathBuf::from("/proc/sys"),
+            ipv6_runtime: true,
             #[cfg(feature = "fault-injection")]
             fault: FaultInjection::default(),
         }
@@ -99,6 +108,10 @@ pub struct VerifyConfig {
     pub retries: u32,
     /// Pause between re-reads.
     pub interval: Duration,
+    /// How long to wait for duplicate address detection of the IPv6 addresses a run added
+    /// (the kernel needs one to two seconds); one still tentative after that (a NIC without
+    /// carrier cannot run DAD) is accepted.
+    pub dad_timeout: Duration,
 }
 
 impl Default for VerifyConfig {
@@ -106,17 +119,24 @@ impl Default for VerifyConfig {
         Self {
             retries: 5,
             interval: Duration::from_millis(20),
+            dad_timeout: Duration::from_secs(5),
         }
     }
 }
 
 /// Test-only fault hook: make the engine fail on purpose to exercise the revert path.
 #[cfg(feature = "fault-injection")]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct FaultInjection {
     /// Fail the write that would come after this many successful writes (netlink + file)
     /// of the apply phase. Revert writes are never failed.
     pub fail_after_writes: Option<u64>,
+    /// Fail every kernel read while verifying, as a netlink error would.
+    pub fail_verify_reads: bool,
+    /// Before the write that would come after this many, create this file and stop there
+    /// until the run is interrupted (or the process killed): lets a test kill the agent at
+    /// an exact point of a run.
+    pub pause_after_writes: Option<(u64, PathBuf)>,
 }
 
 #[cfg(test)]

@@ -2,9 +2,9 @@
 //! link/table diff also drives verify (re-plan must be empty) and revert (target = snapshot).
 
 use crate::config::EngineConfig;
-use crate::guard::protection;
+use crate::guard::{overlap, protected_networks, protection};
 use crate::plan::{Change, NicAction, NicPlan};
-use crate::state::{KernelState, LinkState, RouteEntry, RuleEntry};
+use crate::state::{Ipv6Conf, KernelState, LinkState, RouteEntry, RuleEntry};
 use ipnet::IpNet;
 use multinic_api::{InterfaceReason, MacAddress, parse_slot_name};
 use multinic_netconf::{DesiredNic, DesiredNode, NicSysctls, OwnedFile};
@@ -17,6 +17,8 @@ pub(crate) struct LinkTarget {
     pub mtu: Option<u32>,
     pub up: bool,
     pub sysctls: Option<NicSysctls>,
+    /// IPv6 values to pin (set only where the link has IPv6 and they can be written).
+    pub ipv6: Option<Ipv6Conf>,
     pub addresses: Vec<(IpNet, bool)>,
 }
 
@@ -67,13 +69,26 @@ pub(crate) fn link_diff(link: &LinkState, state: &KernelState, target: &LinkTarg
             to: values,
         });
     }
+    if let Some(values) = target
+        .ipv6
+        .filter(|v| link.ipv6.is_some() && link.ipv6 != Some(*v))
+    {
+        // Before the link comes up, so no router advertisement is taken in between.
+        diff.edits.push(Change::Ipv6Conf {
+            index,
+            name: target.name.clone(),
+            from: link.ipv6,
+            to: values,
+        });
+    }
     if target.up && (!link.up || diff.bounced) {
         diff.edits.push(Change::LinkUp { index });
     }
     if !target.up && link.up && !diff.bounced {
         diff.final_down = Some(Change::LinkDown { index });
     }
-    let current: Vec<_> = state.addresses_of(index).collect();
+    // Kernel-made (SLAAC, privacy) addresses are neither compared nor removed.
+    let current: Vec<_> = state.static_addresses_of(index).collect();
     for addr in &current {
         if !target.addresses.iter().any(|(net, _)| *net == addr.address) {
             diff.removals.push(Change::RemoveAddress {
@@ -86,9 +101,10 @@ pub(crate) fn link_diff(link: &LinkState, state: &KernelState, target: &LinkTarg
         let existing = current.iter().find(|a| a.address == *net);
         // IPv4 keeps an address's flags on replace, so a flag change means remove + add;
         // the kernel then also drops routes using it as source, as after a bounce.
+        // An address that failed duplicate address detection stays unusable until it is
+        // removed and added again (which runs DAD again).
         if let Some(a) = existing
-            && a.noprefixroute != *noprefixroute
-            && matches!(net, IpNet::V4(_))
+            && ((a.noprefixroute != *noprefixroute && matches!(net, IpNet::V4(_))) || a.dad_failed)
         {
             diff.removals.push(Change::RemoveAddress {
                 index,
@@ -98,7 +114,9 @@ pub(crate) fn link_diff(link: &LinkState, state: &KernelState, target: &LinkTarg
         }
         // IPv6 addresses do not survive a down/up (keep_addr_on_down=0).
         let present = existing.is_some_and(|a| {
-            a.noprefixroute == *noprefixroute && !(diff.bounced && matches!(net, IpNet::V6(_)))
+            a.noprefixroute == *noprefixroute
+                && !a.dad_failed
+                && !(diff.bounced && matches!(net, IpNet::V6(_)))
         });
         if !present {
             diff.additions.push(Change::AddAddress {
@@ -190,6 +208,7 @@ pub(crate) fn plan_runtime(
     desired: &DesiredNode,
     state: &KernelState,
     owned: &[OwnedFile],
+    journal: &[OwnedFile],
     config: &EngineConfig,
 ) -> (Vec<Change>, Vec<NicPlan>, Vec<Change>) {
     let mut by_mac: BTreeMap<MacAddress, Vec<&LinkState>> = BTreeMap::new();
@@ -202,6 +221,7 @@ pub(crate) fn plan_runtime(
     let owned_macs: BTreeSet<MacAddress> =
         owned.iter().filter_map(|o| o.mac.parse().ok()).collect();
 
+    let protected_nets = protected_networks(state, &config.guard);
     let mut nics: Vec<NicPlan> = Vec::new();
     for nic in &desired.nics {
         let mac = nic.mac_address();
@@ -223,12 +243,20 @@ pub(crate) fn plan_runtime(
                 plan.index = Some(link.index);
                 if let Some(why) = protection(link, state, &config.guard) {
                     plan.action = skip(InterfaceReason::PrimaryInterfaceProtected, why);
+                } else if let Some(why) = overlap(&nic.network, &protected_nets) {
+                    plan.action = skip(InterfaceReason::NetworkOverlap, why);
                 }
             }
         }
         nics.push(plan);
     }
-    nics.extend(find_orphans(state, &desired_macs, &owned_macs, config));
+    nics.extend(find_orphans(
+        state,
+        &desired_macs,
+        &owned_macs,
+        journal,
+        config,
+    ));
     let (sim, parking) = park_or_conflict(&mut nics, state);
 
     // Per-link diffs, then the tables.
@@ -253,7 +281,7 @@ pub(crate) fn plan_runtime(
                     want_routes.insert(route);
                     want_rules.insert(rule);
                 }
-                Some(link_diff(link, &sim, &desired_target(nic, desired)))
+                Some(link_diff(link, &sim, &desired_target(nic, desired, config)))
             }
             (NicAction::Remove, Some(link)) => Some(link_diff(link, &sim, &strip_target(link))),
             _ => {
@@ -309,25 +337,47 @@ pub(crate) fn plan_runtime(
         changes.extend(diff.final_down);
         plan.changes = changes;
     }
+    // A journaled link the killed run never got to carries nothing to strip: not an orphan.
+    nics.retain(|n| {
+        !(n.action == NicAction::Remove
+            && n.changes.is_empty()
+            && parse_slot_name(&n.name).is_err())
+    });
     (parking, nics, stale)
 }
 
 /// Orphans: links named multinicN that multinic configured (its file names the MAC, or a rule
 /// in the slot's table comes from one of the link's addresses) whose MAC left the desired set.
+///
+/// A link an unfinished (killed) run was touching, named in the `journal`, is multinic's
+/// whatever its name (it may still be parked or carry its kernel name): its slot comes from
+/// the journal.
 fn find_orphans(
     state: &KernelState,
     desired_macs: &BTreeSet<MacAddress>,
     owned_macs: &BTreeSet<MacAddress>,
+    journal: &[OwnedFile],
     config: &EngineConfig,
 ) -> Vec<NicPlan> {
     let mut nics = Vec::new();
     for link in &state.links {
-        let (Some(mac), Ok(slot)) = (link.mac, parse_slot_name(&link.name)) else {
+        let Some(mac) = link.mac else {
             continue;
         };
         if desired_macs.contains(&mac) {
             continue;
         }
+        let journaled = journal
+            .iter()
+            .find(|j| j.mac.parse::<MacAddress>().ok() == Some(mac));
+        let slot = match (parse_slot_name(&link.name), journaled) {
+            (Ok(slot), _) => slot,
+            (Err(_), Some(entry)) => match parse_slot_name(&entry.name) {
+                Ok(slot) => slot,
+                Err(_) => continue,
+            },
+            (Err(_), None) => continue,
+        };
         let table = config.route_table_base + u32::from(slot);
         let rule_evidence = state.rules.iter().any(|r| {
             r.table == table
@@ -337,7 +387,7 @@ fn find_orphans(
                         .any(|a| a.address.addr() == s.addr())
                 })
         });
-        if !owned_macs.contains(&mac) && !rule_evidence {
+        if !owned_macs.contains(&mac) && !rule_evidence && journaled.is_none() {
             continue;
         }
         let action = match protection(link, state, &config.guard) {
@@ -457,12 +507,13 @@ fn resolve<'a>(candidates: &[&'a LinkState], target: &str) -> Result<&'a LinkSta
     }
 }
 
-fn desired_target(nic: &DesiredNic, node: &DesiredNode) -> LinkTarget {
+fn desired_target(nic: &DesiredNic, node: &DesiredNode, config: &EngineConfig) -> LinkTarget {
     LinkTarget {
         name: nic.name.clone(),
         mtu: nic.mtu,
         up: true,
         sysctls: node.sysctls,
+        ipv6: config.ipv6_runtime.then_some(Ipv6Conf::MANAGED),
         addresses: vec![(nic.address, node.noprefixroute)],
     }
 }
@@ -473,6 +524,7 @@ fn strip_target(link: &LinkState) -> LinkTarget {
         mtu: None,
         up: false,
         sysctls: None,
+        ipv6: None,
         addresses: Vec::new(),
     }
 }

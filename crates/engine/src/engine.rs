@@ -7,12 +7,15 @@ use crate::diff::{current_slots, plan_runtime};
 use crate::error::EngineError;
 use crate::files::{self, FileOp};
 use crate::handoff::{HandoffNic, HostHandoff};
+use crate::interrupt::Interrupt;
 use crate::outcome::{ApplyOutcome, WriteCounts, outcomes};
 use crate::plan::{Change, FileChange, NicAction, NicPlan, Plan};
 use crate::probe::probe;
+use crate::recover;
 use crate::revert::{FileSnapshot, revert_changes};
 use crate::state::KernelState;
-use crate::verify::{Failure, mismatch};
+use crate::sysctl;
+use crate::verify::{Failure, dad, mismatch};
 use futures::future::join_all;
 use multinic_api::{InterfaceReason, MacAddress};
 use multinic_netconf::{DesiredNode, OwnedFile, render};
@@ -20,11 +23,15 @@ use rtnetlink::Handle;
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 
+/// How often verify looks again while duplicate address detection runs.
+const DAD_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Applies desired NIC state to the network namespace it was connected in.
 pub struct Engine {
     handle: Handle,
     config: EngineConfig,
     handoff: Box<dyn HostHandoff>,
+    interrupt: Interrupt,
 }
 
 impl Engine {
@@ -35,13 +42,35 @@ impl Engine {
         handoff: Box<dyn HostHandoff>,
     ) -> Result<Self, EngineError> {
         config.check()?;
+        let mut config = config;
+        if config.ipv6_runtime && !sysctl::ipv6_writable(&config.proc_sys) {
+            tracing::warn!(
+                proc_sys = %config.proc_sys.display(),
+                "IPv6 accept_ra/autoconf cannot be written here (read-only /proc/sys or no \
+                 IPv6); managed NICs get them from their persistent files only"
+            );
+            config.ipv6_runtime = false;
+        }
         let (connection, handle, _) = rtnetlink::new_connection().map_err(EngineError::Connect)?;
         tokio::spawn(connection);
         Ok(Self {
             handle,
             config,
             handoff,
+            interrupt: Interrupt::default(),
         })
+    }
+
+    /// The flag that stops this engine's runs: once set, a running apply makes no further
+    /// change, reverts what it changed and returns its outcome (e.g. on SIGTERM).
+    pub fn interrupt(&self) -> Interrupt {
+        self.interrupt.clone()
+    }
+
+    /// Uses `interrupt` (e.g. one a signal handler already holds) as this engine's flag.
+    pub fn with_interrupt(mut self, interrupt: Interrupt) -> Self {
+        self.interrupt = interrupt;
+        self
     }
 
     /// The configuration.
@@ -87,8 +116,9 @@ impl Engine {
     /// What [`Engine::apply`] would do, without doing it (dry run).
     pub async fn plan(&self, desired: &DesiredNode) -> Result<Plan, EngineError> {
         let owned = self.owned_files()?;
+        let journal = recover::read(&self.config.root)?;
         let state = self.read_for(desired).await?;
-        self.build_plan(desired, &state, &owned)
+        self.build_plan(desired, &state, &owned, &journal)
     }
 
     /// The plan when the node drifted from `desired`, `None` when it matches.
@@ -99,9 +129,12 @@ impl Engine {
 
     /// Makes the node match `desired`; NICs multinic owns that left it are stripped (orphans).
     pub async fn apply(&self, desired: &DesiredNode) -> Result<ApplyOutcome, EngineError> {
+        // What a killed run left: temp files to drop, NICs it touched to count as ours.
+        recover::sweep_temp_files(&self.config.root, self.config.flavor)?;
+        let journal = recover::read(&self.config.root)?;
         let owned = self.owned_files()?;
         let snapshot = self.read_for(desired).await?;
-        let plan = self.build_plan(desired, &snapshot, &owned)?;
+        let plan = self.build_plan(desired, &snapshot, &owned, &journal)?;
         if plan.is_empty() {
             tracing::debug!("node matches the desired state; nothing to write");
         } else {
@@ -111,7 +144,7 @@ impl Engine {
                 "plan:\n{plan}"
             );
         }
-        self.run(desired, &owned, snapshot, plan).await
+        self.run(desired, &owned, &journal, snapshot, plan).await
     }
 
     /// Removes everything multinic owns: addresses, rules, routes and files of its NICs, which
@@ -134,9 +167,11 @@ impl Engine {
         desired: &DesiredNode,
         state: &KernelState,
         owned: &[(PathBuf, OwnedFile)],
+        journal: &[OwnedFile],
     ) -> Result<Plan, EngineError> {
         let owners: Vec<OwnedFile> = owned.iter().map(|(_, o)| o.clone()).collect();
-        let (parking, mut nics, stale) = plan_runtime(desired, state, &owners, &self.config);
+        let (parking, mut nics, stale) =
+            plan_runtime(desired, state, &owners, journal, &self.config);
         let configured: BTreeSet<&str> = nics
             .iter()
             .filter(|n| n.action == NicAction::Configure)
@@ -189,15 +224,24 @@ impl Engine {
         &self,
         desired: &DesiredNode,
         owned: &[(PathBuf, OwnedFile)],
+        journal: &[OwnedFile],
         snapshot: KernelState,
         plan: Plan,
     ) -> Result<ApplyOutcome, EngineError> {
-        let counters = Counters::new(&self.config);
-        let writer = Writer::new(&self.handle, counters.clone());
-        // Snapshot the files, then write them (temp file, fsync, rename, directory fsync) on
-        // a blocking thread while the kernel changes run: the disk waits overlap the netlink
-        // work. A failure on either side reverts both.
+        // Journal the NICs this run touches before anything changes, so a run killed on the
+        // way leaves what the next one needs to finish or undo it.
+        if plan.kernel_changes() > 0 {
+            recover::begin(&self.config.root, journal, &plan)?;
+        }
+        let counters = Counters::new(&self.config, &self.interrupt);
+        let writer = Writer::new(&self.handle, counters.clone(), &self.config.proc_sys);
+        // Snapshot the files, then stage them (temp file, fsync) on a blocking thread while
+        // the kernel changes run: the disk waits overlap the netlink work. They are renamed
+        // into place only once the kernel side is verified, so a failed run never commits a
+        // file; a failure on either side reverts both.
         let mut file_snapshot = FileSnapshot::default();
+        // Whether any file may have changed on disk (the commit began), so revert restores.
+        let mut files_committed = false;
         for change in &plan.files {
             let before = files::read(&self.config.root, change.path())?;
             file_snapshot.entries.push((change.path().clone(), before));
@@ -209,21 +253,42 @@ impl Engine {
                 counters.clone(),
             );
             tokio::task::spawn_blocking(move || {
-                files::stage(&root, &ops)?.commit(|| counters.count_file())
+                let staged = files::stage(&root, &ops)?;
+                Ok((staged, counters))
             })
         });
         let mut failure = self.apply_kernel(&writer, &plan).await;
         if failure.is_none() && plan.kernel_changes() > 0 {
-            failure = self.verify(desired, owned, &plan).await?;
+            // A read error while verifying is a failed verify: it reverts like any other.
+            failure = self
+                .verify(desired, owned, journal, &plan)
+                .await
+                .unwrap_or_else(|e| Some(Failure::verify_read(e)));
         }
         let mut handed_off = false;
         if let Some(task) = file_task {
-            let written = task.await.unwrap_or_else(|e| {
+            let staged = task.await.unwrap_or_else(|e| {
                 Err((
                     0,
                     EngineError::io(&self.config.root, std::io::Error::other(e)),
                 ))
             });
+            let written = match staged {
+                // Dropping the staged batch removes its temp files.
+                Ok(_) if failure.is_some() => Ok(()),
+                Ok((staged, counters)) => {
+                    files_committed = true;
+                    tokio::task::spawn_blocking(move || staged.commit(|| counters.count_file()))
+                        .await
+                        .unwrap_or_else(|e| {
+                            Err((
+                                0,
+                                EngineError::io(&self.config.root, std::io::Error::other(e)),
+                            ))
+                        })
+                }
+                Err(e) => Err(e),
+            };
             if let Err((i, e)) = written
                 && failure.is_none()
             {
@@ -257,6 +322,7 @@ impl Engine {
         }
         let mut rolled_back = false;
         let mut failure_text = None;
+        let mut settled = true;
         if let Some(f) = &mut failure {
             counters.disarm();
             rolled_back = true;
@@ -266,18 +332,25 @@ impl Engine {
                     &self.tables_for(desired)?,
                     &snapshot,
                     &plan,
-                    &file_snapshot,
+                    files_committed.then_some(&file_snapshot),
                     handed_off,
                 )
                 .await
             {
                 f.message = format!("{}; revert failed: {e}", f.message);
+                // The kernel may still hold what the run added: keep the journal for it.
+                settled = !matches!(e, EngineError::Netlink { .. });
             }
             failure_text = Some(match &f.nic {
                 Some(nic) => format!("{nic}: {}", f.message),
                 None => f.message.clone(),
             });
             tracing::warn!(failure = failure_text.as_deref(), "run reverted");
+        }
+        // Applied or fully reverted: the node is in a known state and the journal can go.
+        // After a failed revert it stays, so the next run still knows these NICs.
+        if settled && let Err(e) = recover::finish(&self.config.root) {
+            tracing::warn!(error = %e, "run journal not removed");
         }
         let nics = outcomes(&plan, failure.as_ref());
         Ok(ApplyOutcome {
@@ -340,22 +413,40 @@ impl Engine {
         &self,
         desired: &DesiredNode,
         owned: &[(PathBuf, OwnedFile)],
+        journal: &[OwnedFile],
         plan: &Plan,
     ) -> Result<Option<Failure>, EngineError> {
         let owners: Vec<OwnedFile> = owned.iter().map(|(_, o)| o.clone()).collect();
-        let mut last = None;
-        for attempt in 0..=self.config.verify.retries {
-            if attempt > 0 {
-                tokio::time::sleep(self.config.verify.interval).await;
+        let verify = &self.config.verify;
+        let dad_deadline = tokio::time::Instant::now() + verify.dad_timeout;
+        let mut attempt = 0;
+        loop {
+            #[cfg(feature = "fault-injection")]
+            if self.config.fault.fail_verify_reads {
+                return Err(EngineError::netlink(
+                    "dump links",
+                    rtnetlink::Error::RequestFailed,
+                ));
             }
             let state = self.read_for(desired).await?;
-            let (_, replanned, stale) = plan_runtime(desired, &state, &owners, &self.config);
-            last = mismatch(plan, &replanned, &stale);
-            if last.is_none() {
-                return Ok(None);
+            let tentative = match dad(plan, &state) {
+                Err(failure) => return Ok(Some(failure)),
+                Ok(tentative) => tentative,
+            };
+            let (_, replanned, stale) =
+                plan_runtime(desired, &state, &owners, journal, &self.config);
+            let last = mismatch(plan, &replanned, &stale);
+            if tentative && tokio::time::Instant::now() < dad_deadline {
+                // DAD takes the kernel a second or two; it does not use up the retries.
+                tokio::time::sleep(verify.interval.max(DAD_POLL)).await;
+                continue;
             }
+            if last.is_none() || attempt >= verify.retries {
+                return Ok(last);
+            }
+            attempt += 1;
+            tokio::time::sleep(verify.interval).await;
         }
-        Ok(last)
     }
 
     /// Restores the kernel and the files to the snapshot.
@@ -365,7 +456,7 @@ impl Engine {
         tables: &BTreeSet<u32>,
         snapshot: &KernelState,
         plan: &Plan,
-        file_snapshot: &FileSnapshot,
+        file_snapshot: Option<&FileSnapshot>,
         handed_off: bool,
     ) -> Result<(), EngineError> {
         let touched: BTreeSet<u32> = plan
@@ -380,8 +471,8 @@ impl Engine {
         tracing::info!(changes = changes.len(), "reverting kernel state");
         writer.execute(&changes).await.map_err(|(_, e)| e)?;
         let ops: Vec<FileOp> = file_snapshot
-            .entries
             .iter()
+            .flat_map(|snapshot| snapshot.entries.iter())
             .map(|(path, before)| match before {
                 Some(file) => FileOp::Write {
                     path: path.clone(),

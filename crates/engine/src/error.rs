@@ -34,6 +34,12 @@ pub enum EngineError {
     #[cfg(feature = "fault-injection")]
     #[error("injected fault after {0} writes")]
     InjectedFault(u64),
+    /// The run was interrupted (SIGTERM) and stopped writing.
+    #[error("interrupted after {writes} writes")]
+    Interrupted {
+        /// Writes made before the interruption.
+        writes: u64,
+    },
     /// The host's network manager refused the hand-off.
     #[error("host hand-off: {0}")]
     Handoff(#[from] crate::handoff::HandoffError),
@@ -47,6 +53,7 @@ impl EngineError {
             Self::Netlink { .. } => "netlink",
             Self::Io { .. } => "io",
             Self::Config(_) => "config",
+            Self::Interrupted { .. } => "interrupted",
             #[cfg(feature = "fault-injection")]
             Self::InjectedFault(_) => "injected",
             Self::Handoff(_) => "handoff",

@@ -35,9 +35,11 @@ pub mod error;
 mod files;
 mod guard;
 pub mod handoff;
+mod interrupt;
 pub mod outcome;
 pub mod plan;
 mod probe;
+mod recover;
 mod revert;
 pub mod state;
 mod sysctl;
@@ -52,6 +54,7 @@ pub use handoff::{
     HandoffError, HandoffNic, HostHandoff, NetworkManagerHandoff, NetworkdHandoff, NoopHandoff,
     RecordingHandoff, handoff_for,
 };
+pub use interrupt::Interrupt;
 pub use outcome::{ApplyOutcome, NicOutcome, WriteCounts};
 pub use plan::{Change, FileChange, NicAction, NicPlan, Plan};
-pub use state::{AddressState, KernelState, LinkState, RouteEntry, RuleEntry};
+pub use state::{AddressState, Ipv6Conf, KernelState, LinkState, RouteEntry, RuleEntry};

@@ -1,7 +1,7 @@
 //! The plan: an explicit list of changes that takes the node from its current state to the
 //! desired one. The same value drives applying, logging, dry-run output and the report.
 
-use crate::state::{RouteEntry, RuleEntry};
+use crate::state::{Ipv6Conf, RouteEntry, RuleEntry};
 use ipnet::IpNet;
 use multinic_api::InterfaceReason;
 use multinic_netconf::{NicSysctls, OwnedFile};
@@ -59,6 +59,17 @@ pub enum Change {
         /// New values.
         to: NicSysctls,
     },
+    /// Set the IPv6 `accept_ra`/`autoconf` values (through `/proc/sys`, by name).
+    Ipv6Conf {
+        /// ifindex.
+        index: u32,
+        /// The link's name when the change runs (after any rename before it).
+        name: String,
+        /// Current values, when known.
+        from: Option<Ipv6Conf>,
+        /// New values.
+        to: Ipv6Conf,
+    },
     /// Set the link up.
     LinkUp {
         /// ifindex.
@@ -98,6 +109,7 @@ impl Change {
             | Self::Rename { index, .. }
             | Self::Mtu { index, .. }
             | Self::Sysctls { index, .. }
+            | Self::Ipv6Conf { index, .. }
             | Self::LinkUp { index }
             | Self::RemoveAddress { index, .. }
             | Self::AddAddress { index, .. } => Some(*index),
@@ -209,6 +221,22 @@ impl fmt::Display for Change {
                     write!(f, "{} -> ", Sysctls(from))?;
                 }
                 write!(f, "{}", Sysctls(to))
+            }
+            Self::Ipv6Conf {
+                index,
+                name,
+                from,
+                to,
+            } => {
+                write!(f, "set link {index} ({name}) ipv6 ")?;
+                if let Some(from) = from {
+                    write!(
+                        f,
+                        "accept_ra={} autoconf={} -> ",
+                        from.accept_ra, from.autoconf
+                    )?;
+                }
+                write!(f, "accept_ra={} autoconf={}", to.accept_ra, to.autoconf)
             }
             Self::LinkUp { index } => write!(f, "set link {index} up"),
             Self::RemoveAddress { index, address } => {

@@ -60,8 +60,9 @@ pub(crate) fn revert_changes(
             mtu: Some(before.mtu),
             up: before.up,
             sysctls: before.sysctls,
+            ipv6: before.ipv6,
             addresses: snapshot
-                .addresses_of(index)
+                .static_addresses_of(index)
                 .map(|a| (a.address, a.noprefixroute))
                 .collect(),
         };

@@ -1,5 +1,6 @@
 //! The kernel's current network state as multinic sees it, read straight over rtnetlink:
-//! links (name, MAC, MTU, up, master, kind, IPv4 devconf), global addresses, and the routes
+//! links (name, MAC, MTU, up, master, lower device, kind, IPv4 and IPv6 devconf), global
+//! addresses with their DAD and lifetime flags, and the routes
 //! and rules in the tables multinic owns, plus which links carry a default route.
 
 use crate::error::EngineError;
@@ -35,10 +36,32 @@ pub struct LinkState {
     pub up: bool,
     /// ifindex of the bond/bridge this link is enslaved to.
     pub master: Option<u32>,
+    /// `IFLA_LINK`: the lower device of a VLAN/macvlan (a veth's peer).
+    pub lower: Option<u32>,
     /// `IFLA_INFO_KIND` (veth, bond, bridge ...); none for plain hardware NICs.
     pub kind: Option<String>,
     /// `arp_ignore`/`arp_announce`/`rp_filter` of the link's IPv4 devconf.
     pub sysctls: Option<NicSysctls>,
+    /// `accept_ra`/`autoconf` of the link's IPv6 devconf (none when IPv6 is off).
+    pub ipv6: Option<Ipv6Conf>,
+}
+
+/// The IPv6 settings multinic pins on its NICs: no router advertisements, no SLAAC, so a
+/// managed NIC holds exactly the address of the spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Ipv6Conf {
+    /// `net.ipv6.conf.<nic>.accept_ra`.
+    pub accept_ra: i32,
+    /// `net.ipv6.conf.<nic>.autoconf`.
+    pub autoconf: i32,
+}
+
+impl Ipv6Conf {
+    /// What every managed NIC gets.
+    pub const MANAGED: Self = Self {
+        accept_ra: 0,
+        autoconf: 0,
+    };
 }
 
 /// One global-scope address on a link (link-local and host addresses are the kernel's).
@@ -50,6 +73,13 @@ pub struct AddressState {
     pub address: IpNet,
     /// Added with `noprefixroute`.
     pub noprefixroute: bool,
+    /// Made by the kernel (IPv6 SLAAC or privacy address: a finite lifetime or
+    /// `IFA_F_TEMPORARY`); never multinic's and never drift.
+    pub dynamic: bool,
+    /// Duplicate address detection is still running (`IFA_F_TENTATIVE`).
+    pub tentative: bool,
+    /// Duplicate address detection found another holder (`IFA_F_DADFAILED`).
+    pub dad_failed: bool,
 }
 
 /// A route in one of multinic's tables.
@@ -109,6 +139,12 @@ impl KernelState {
     /// Global addresses on the link with this ifindex.
     pub fn addresses_of(&self, index: u32) -> impl Iterator<Item = &AddressState> {
         self.addresses.iter().filter(move |a| a.index == index)
+    }
+
+    /// Addresses on the link that someone configured (not made by the kernel): the ones a
+    /// plan compares and a revert restores.
+    pub fn static_addresses_of(&self, index: u32) -> impl Iterator<Item = &AddressState> {
+        self.addresses_of(index).filter(|a| !a.dynamic)
     }
 
     /// Reads the whole state: links, addresses, and routes/rules of `tables`.
@@ -175,8 +211,10 @@ async fn read_links(handle: &Handle) -> Result<Vec<LinkState>, EngineError> {
                 mtu: 0,
                 up: msg.header.flags.contains(LinkFlags::Up),
                 master: None,
+                lower: None,
                 kind: None,
                 sysctls: None,
+                ipv6: None,
             };
             for attr in &msg.attributes {
                 match attr {
@@ -186,13 +224,17 @@ async fn read_links(handle: &Handle) -> Result<Vec<LinkState>, EngineError> {
                     }
                     LinkAttribute::Mtu(m) => link.mtu = *m,
                     LinkAttribute::Controller(m) => link.master = Some(*m),
+                    LinkAttribute::Link(l) => link.lower = Some(*l),
                     LinkAttribute::LinkInfo(infos) => {
                         link.kind = infos.iter().find_map(|i| match i {
                             LinkInfo::Kind(k) => Some(kind_name(k)),
                             _ => None,
                         })
                     }
-                    LinkAttribute::AfSpecUnspec(spec) => link.sysctls = sysctl::from_af_spec(spec),
+                    LinkAttribute::AfSpecUnspec(spec) => {
+                        link.sysctls = sysctl::from_af_spec(spec);
+                        link.ipv6 = sysctl::ipv6_from_af_spec(spec);
+                    }
                     _ => {}
                 }
             }
@@ -225,14 +267,12 @@ async fn read_addresses(handle: &Handle) -> Result<Vec<AddressState>, EngineErro
         }
         let mut local = None;
         let mut address = None;
-        let mut noprefixroute = false;
+        let mut flags = AddressFlags::empty();
         for attr in &msg.attributes {
             match attr {
                 AddressAttribute::Local(ip) => local = Some(*ip),
                 AddressAttribute::Address(ip) => address = Some(*ip),
-                AddressAttribute::Flags(f) => {
-                    noprefixroute = f.contains(AddressFlags::Noprefixroute)
-                }
+                AddressAttribute::Flags(f) => flags = *f,
                 _ => {}
             }
         }
@@ -242,10 +282,19 @@ async fn read_addresses(handle: &Handle) -> Result<Vec<AddressState>, EngineErro
             continue;
         };
         if let Ok(net) = IpNet::new(ip, msg.header.prefix_len) {
+            // IPv6 addresses the kernel made from router advertisements expire (no
+            // IFA_F_PERMANENT) or are privacy addresses (IFA_F_TEMPORARY, the same bit as
+            // IFA_F_SECONDARY); everything multinic or an administrator adds is permanent.
+            let dynamic = net.addr().is_ipv6()
+                && (!flags.contains(AddressFlags::Permanent)
+                    || flags.contains(AddressFlags::Secondary));
             out.push(AddressState {
                 index: msg.header.index,
                 address: net,
-                noprefixroute,
+                noprefixroute: flags.contains(AddressFlags::Noprefixroute),
+                dynamic,
+                tentative: flags.contains(AddressFlags::Tentative),
+                dad_failed: flags.contains(AddressFlags::Dadfailed),
             });
         }
     }

@@ -1,11 +1,15 @@
 //! The per-NIC ARP/rp_filter settings over netlink instead of `/proc/sys` writes: read from the
 //! IPv4 devconf the kernel includes in every link dump (`IFLA_AF_SPEC` / `AF_INET` /
 //! `IFLA_INET_CONF`), written with `RTM_SETLINK` carrying the same attribute as nested
-//! `IPV4_DEVCONF_*` entries, so the agent needs only CAP_NET_ADMIN.
+//! `IPV4_DEVCONF_*` entries, so the agent needs only CAP_NET_ADMIN. The IPv6 `accept_ra`/
+//! `autoconf` values are read the same way (`AF_INET6` devconf) but can only be written
+//! through `/proc/sys`.
 
+use crate::state::Ipv6Conf;
 use multinic_netconf::NicSysctls;
-use netlink_packet_route::link::{AfSpecInet, AfSpecUnspec, LinkAttribute};
+use netlink_packet_route::link::{AfSpecInet, AfSpecInet6, AfSpecUnspec, LinkAttribute};
 use rtnetlink::packet_core::{DefaultNla, Emitable, NLA_F_NESTED};
+use std::path::Path;
 
 /// `IFLA_INET_CONF`.
 const IFLA_INET_CONF: u16 = 1;
@@ -29,6 +33,38 @@ pub(crate) fn from_af_spec(spec: &[AfSpecUnspec]) -> Option<NicSysctls> {
         }),
         _ => None,
     })
+}
+
+/// `accept_ra`/`autoconf` from a link's `IFLA_AF_SPEC`, if it has an IPv6 devconf.
+pub(crate) fn ipv6_from_af_spec(spec: &[AfSpecUnspec]) -> Option<Ipv6Conf> {
+    spec.iter().find_map(|family| match family {
+        AfSpecUnspec::Inet6(inet6) => inet6.iter().find_map(|attr| match attr {
+            AfSpecInet6::DevConf(conf) => Some(Ipv6Conf {
+                accept_ra: conf.accept_ra,
+                autoconf: conf.autoconf,
+            }),
+            _ => None,
+        }),
+        _ => None,
+    })
+}
+
+/// Writes the IPv6 settings of link `name` under `proc_sys` (`/proc/sys`). The kernel takes
+/// IPv6 devconf only through sysctl (`RTM_SETLINK` accepts just the token and address
+/// generation mode), so unlike the IPv4 values this needs a writable `/proc/sys`.
+pub(crate) fn write_ipv6(proc_sys: &Path, name: &str, conf: &Ipv6Conf) -> std::io::Result<()> {
+    let dir = proc_sys.join("net/ipv6/conf").join(name);
+    std::fs::write(dir.join("accept_ra"), conf.accept_ra.to_string())?;
+    std::fs::write(dir.join("autoconf"), conf.autoconf.to_string())
+}
+
+/// Whether `proc_sys` takes IPv6 devconf writes here (IPv6 on, `/proc/sys` not mounted
+/// read-only as in an unprivileged container).
+pub(crate) fn ipv6_writable(proc_sys: &Path) -> bool {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(proc_sys.join("net/ipv6/conf/default/accept_ra"))
+        .is_ok()
 }
 
 fn clamp(value: i32) -> u8 {

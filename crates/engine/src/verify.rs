@@ -1,7 +1,11 @@
 //! Verification: after applying, the kernel is re-read and re-planned; anything left to do
-//! for a NIC the run configured or removed is a verify failure that reverts the run.
+//! for a NIC the run configured or removed is a verify failure that reverts the run, and so is
+//! an IPv6 address that fails duplicate address detection.
 
+use crate::error::EngineError;
 use crate::plan::{Change, NicAction, NicPlan, Plan};
+use crate::state::KernelState;
+use ipnet::IpNet;
 use multinic_api::InterfaceReason;
 
 /// Why a run is being reverted.
@@ -10,6 +14,54 @@ pub(crate) struct Failure {
     pub nic: Option<String>,
     pub reason: InterfaceReason,
     pub message: String,
+}
+
+impl Failure {
+    /// The kernel could not be re-read while verifying: the run is not known to be right.
+    pub fn verify_read(e: EngineError) -> Self {
+        Self {
+            nic: None,
+            reason: InterfaceReason::VerifyFailed,
+            message: format!("re-reading the kernel state while verifying: {e}"),
+        }
+    }
+}
+
+/// The IPv6 addresses the plan adds to NICs it configures, by link.
+fn added_v6(plan: &Plan) -> impl Iterator<Item = (&NicPlan, u32, IpNet)> {
+    plan.nics
+        .iter()
+        .filter(|n| n.action == NicAction::Configure)
+        .flat_map(|nic| {
+            nic.changes.iter().filter_map(move |c| match c {
+                Change::AddAddress { index, address, .. } if address.addr().is_ipv6() => {
+                    Some((nic, *index, *address))
+                }
+                _ => None,
+            })
+        })
+}
+
+/// Duplicate address detection of the addresses the plan added: a failure names the NIC;
+/// `Ok(true)` while some are still tentative.
+pub(crate) fn dad(plan: &Plan, state: &KernelState) -> Result<bool, Failure> {
+    let mut tentative = false;
+    for (nic, index, address) in added_v6(plan) {
+        let Some(found) = state.addresses_of(index).find(|a| a.address == address) else {
+            continue;
+        };
+        if found.dad_failed {
+            return Err(Failure {
+                nic: Some(nic.name.clone()),
+                reason: InterfaceReason::DuplicateAddress,
+                message: format!(
+                    "{address}: duplicate address detection failed: another host on the link holds it"
+                ),
+            });
+        }
+        tentative |= found.tentative;
+    }
+    Ok(tentative)
 }
 
 /// Why the re-planned state still differs, naming the first NIC that is not done.
