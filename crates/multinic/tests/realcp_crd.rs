@@ -5,16 +5,12 @@
 
 mod realcp_support;
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
 use realcp_support::{RealControlPlane, workspace};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const CRD_NAME: &str = "multinicnodeconfigs.multinic.io";
-const CRD_FILE: &str = "deploy/crds/multinic.io_multinicnodeconfigs.yaml";
 const NAMESPACE: &str = "multinic-system";
 
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
@@ -34,22 +30,6 @@ fn header(text: &str, key: &str) -> String {
         .unwrap_or_else(|| panic!("missing `# {key}:` header"))
         .trim()
         .to_owned()
-}
-
-/// Applies the committed CRD with the real kubectl and waits until it is Established.
-async fn install_crd(cp: &RealControlPlane) -> kube::Client {
-    let crd_path = workspace().join(CRD_FILE);
-    cp.kubectl_ok(&["apply", "-f", crd_path.to_str().expect("utf-8 path")]);
-    let client = cp.client().await;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        await_condition(crds, CRD_NAME, conditions::is_crd_established()),
-    )
-    .await
-    .expect("CRD not Established within 60 s")
-    .expect("watching the CRD");
-    client
 }
 
 fn mnnc_api(client: kube::Client) -> Api<DynamicObject> {
@@ -76,7 +56,8 @@ async fn real_apiserver_serves_the_crd_and_enforces_its_schema() {
     let Some(cp) = RealControlPlane::start().await else {
         return;
     };
-    let client = install_crd(&cp).await;
+    cp.install_crd().await;
+    let client = cp.client().await;
 
     // The apiserver publishes the CRD's OpenAPI a moment after Established: retry until then.
     let deadline = Instant::now() + Duration::from_secs(60);

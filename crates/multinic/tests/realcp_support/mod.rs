@@ -20,12 +20,20 @@
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use serde_json::Value;
+use kube::runtime::wait::{await_condition, conditions};
+use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// The committed CRD, as `install_crd` applies it.
+pub const CRD_FILE: &str = "deploy/crds/multinic.io_multinicnodeconfigs.yaml";
+/// Its name.
+pub const CRD_NAME: &str = "multinicnodeconfigs.multinic.io";
 
 /// The env var naming the dir holding kube-apiserver, kube-controller-manager and etcd.
 pub const BIN_DIR_VAR: &str = "MULTINIC_K8S_BIN_DIR";
@@ -198,6 +206,40 @@ impl RealControlPlane {
         let output = self.kubectl().args(args).output().expect("running kubectl");
         assert_success(&format!("kubectl {}", args.join(" ")), &output);
         String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Applies the committed CRD with the real kubectl and waits (60 s at most) until the
+    /// apiserver reports it Established.
+    pub async fn install_crd(&self) {
+        let crd_path = workspace().join(CRD_FILE);
+        self.kubectl_ok(&["apply", "-f", crd_path.to_str().expect("utf-8 path")]);
+        let crds: Api<CustomResourceDefinition> = Api::all(self.client().await);
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            await_condition(crds, CRD_NAME, conditions::is_crd_established()),
+        )
+        .await
+        .expect("CRD not Established within 60 s")
+        .expect("watching the CRD");
+    }
+
+    /// Applies `objects` (JSON manifests) with the real kubectl, as one `List` written to
+    /// `<dir>/<name>.json`; `namespace` is the default for objects that name none.
+    pub fn apply_objects(&self, name: &str, namespace: &str, objects: &[Value]) {
+        let path = self.dir.join(format!("{name}.json"));
+        let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
+        std::fs::write(
+            &path,
+            serde_json::to_vec(&list).expect("manifest list json"),
+        )
+        .expect("writing the manifest list");
+        self.kubectl_ok(&[
+            "apply",
+            "-n",
+            namespace,
+            "-f",
+            path.to_str().expect("utf-8 path"),
+        ]);
     }
 
     /// The tail of a component's log (`etcd`, `kube-apiserver`, `kube-controller-manager`), for
