@@ -263,6 +263,51 @@ pub fn validate(schema: &Value, value: &Value, path: &str, out: &mut Vec<Cause>)
     }
 }
 
+/// CRD transition rules (`x-kubernetes-validations`) of the one form the simulator evaluates,
+/// `self == oldSelf` (immutability): on an update, a field carrying it that exists before and
+/// after must not change. Other CEL rules are not evaluated (docs/sim.md lists the difference).
+pub fn transition_rules(
+    schema: &Value,
+    old: &Value,
+    new: &Value,
+    path: &str,
+    out: &mut Vec<Cause>,
+) {
+    let rules = schema
+        .get("x-kubernetes-validations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten();
+    for rule in rules {
+        let text: String = rule["rule"]
+            .as_str()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        if text == "self==oldSelf" && old != new {
+            let message = rule["message"]
+                .as_str()
+                .map_or_else(|| "failed rule: self == oldSelf".to_string(), String::from);
+            out.push(Cause {
+                field: path.to_string(),
+                message: format!("Invalid value: {}: {message}", short(new)),
+                reason: "FieldValueInvalid",
+            });
+        }
+    }
+    let props = schema.get("properties").and_then(Value::as_object);
+    if let (Some(props), Some(o), Some(n)) = (props, old.as_object(), new.as_object()) {
+        for (key, sub) in props {
+            if path.is_empty() && key == "metadata" {
+                continue;
+            }
+            if let (Some(ov), Some(nv)) = (o.get(key), n.get(key)) {
+                transition_rules(sub, ov, nv, &join(path, key), out);
+            }
+        }
+    }
+}
+
 fn ty(schema: &Value) -> &str {
     schema.get("type").and_then(Value::as_str).unwrap_or("")
 }

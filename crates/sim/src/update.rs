@@ -131,6 +131,13 @@ impl Store {
             crate::validate::immutable(rt, &old, &result)?;
         }
         check_schema(rt, &mut result)?;
+        if let Some(schema) = &rt.schema {
+            let mut causes = Vec::new();
+            schema::transition_rules(schema, &old, &result, "", &mut causes);
+            if !causes.is_empty() {
+                return Err(ApiError::invalid(&rt.group, &rt.kind, &name, causes));
+            }
+        }
         if generation_changed(rt.generation_rule, &old, &result) {
             let g = old_meta
                 .get("generation")

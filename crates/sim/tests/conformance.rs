@@ -17,15 +17,29 @@
 //! | custom resources validated against openAPIV3Schema: 422 with field causes | `schema_violations_are_422_with_field_causes` |
 //! | schema defaults and pruning of unknown fields | `unknown_fields_are_pruned` |
 //! | JSON merge patch, JSON patch with `test`, strategic merge | `merge_json_and_strategic_patches` |
+//! | the CRD's `self == oldSelf` rules (spec.nodeName immutable) | `immutable_fields_of_the_crd_hold` |
 
 mod common;
 
-use common::{NS, mnnc, raw_get, sim_with_crd, status_of};
+both_backends! {
+    discovery_lists_resources_with_verbs_and_short_names,
+    create_sets_uid_timestamp_generation_and_increasing_resource_version,
+    generation_bumps_on_spec_changes_only,
+    status_subresource_is_separate,
+    stale_resource_version_is_a_conflict,
+    already_exists_and_not_found_are_status_objects,
+    schema_violations_are_422_with_field_causes,
+    unknown_fields_are_pruned,
+    merge_json_and_strategic_patches,
+    concurrent_read_modify_write_loses_no_update,
+    immutable_fields_of_the_crd_hold,
+}
+
+use common::{Target, mnnc, raw_get, status_of};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::core::DynamicObject;
 use multinic_api::MultiNicNodeConfig;
-use multinic_sim::SimConfig;
 use serde_json::json;
 
 fn cm(name: &str, labels: serde_json::Value) -> ConfigMap {
@@ -35,9 +49,8 @@ fn cm(name: &str, labels: serde_json::Value) -> ConfigMap {
     .unwrap()
 }
 
-#[tokio::test]
-async fn discovery_lists_resources_with_verbs_and_short_names() {
-    let (_sim, client) = sim_with_crd(SimConfig::default()).await;
+async fn discovery_lists_resources_with_verbs_and_short_names(t: Target) {
+    let client = t.client.clone();
     let discovery = kube::discovery::Discovery::new(client.clone())
         .run()
         .await
@@ -71,21 +84,15 @@ async fn discovery_lists_resources_with_verbs_and_short_names() {
     );
     let version = client.apiserver_version().await.unwrap();
     assert_eq!(version.major, "1");
-    let (code, doc) = raw_get(
-        &_sim.base_url,
-        "/apis/multinic.io/v1alpha1",
-        "application/json",
-    )
-    .await;
+    let (code, doc) = raw_get(&client, "/apis/multinic.io/v1alpha1", "application/json").await;
     assert_eq!(code, 200);
     assert_eq!(doc["resources"][0]["shortNames"], json!(["mnnc"]));
 }
 
-#[tokio::test]
-async fn create_sets_uid_timestamp_generation_and_increasing_resource_version() {
-    let (_sim, client) = sim_with_crd(SimConfig::default()).await;
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    let api: Api<MultiNicNodeConfig> = Api::namespaced(client.clone(), NS);
+async fn create_sets_uid_timestamp_generation_and_increasing_resource_version(t: Target) {
+    let client = t.client.clone();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &t.ns);
+    let api: Api<MultiNicNodeConfig> = Api::namespaced(client.clone(), &t.ns);
     let a = cms
         .create(&PostParams::default(), &cm("a", json!({})))
         .await
@@ -107,10 +114,9 @@ async fn create_sets_uid_timestamp_generation_and_increasing_resource_version() 
     assert_eq!(b.metadata.generation, Some(1));
 }
 
-#[tokio::test]
-async fn generation_bumps_on_spec_changes_only() {
-    let (_sim, client) = sim_with_crd(SimConfig::default()).await;
-    let api: Api<MultiNicNodeConfig> = Api::namespaced(client, NS);
+async fn generation_bumps_on_spec_changes_only(t: Target) {
+    let client = t.client.clone();
+    let api: Api<MultiNicNodeConfig> = Api::namespaced(client, &t.ns);
     api.create(&PostParams::default(), &mnnc("w1", "n1", 1450))
         .await
         .unwrap();
@@ -172,10 +178,9 @@ async fn generation_bumps_on_spec_changes_only() {
     );
 }
 
-#[tokio::test]
-async fn status_subresource_is_separate() {
-    let (_sim, client) = sim_with_crd(SimConfig::default()).await;
-    let api: Api<MultiNicNodeConfig> = Api::namespaced(client, NS);
+async fn status_subresource_is_separate(t: Target) {
+    let client = t.client.clone();
+    let api: Api<MultiNicNodeConfig> = Api::namespaced(client, &t.ns);
     let mut obj = mnnc("w1", "n1", 1450);
     obj.status = Some(serde_json::from_value(json!({"state": "Configured"})).unwrap());
     let created = api.create(&PostParams::default(), &obj).await.unwrap();
@@ -217,10 +222,9 @@ async fn status_subresource_is_separate() {
     );
 }
 
-#[tokio::test]
-async fn stale_resource_version_is_a_conflict() {
-    let (_sim, client) = sim_with_crd(SimConfig::default()).await;
-    let api: Api<MultiNicNodeConfig> = Api::namespaced(client, NS);
+async fn stale_resource_version_is_a_conflict(t: Target) {
+    let client = t.client.clone();
+    let api: Api<MultiNicNodeConfig> = Api::namespaced(client, &t.ns);
     let v1 = api
         .create(&PostParams::default(), &mnnc("w1", "n1", 1450))
         .await
@@ -257,10 +261,9 @@ async fn stale_resource_version_is_a_conflict() {
     );
 }
 
-#[tokio::test]
-async fn already_exists_and_not_found_are_status_objects() {
-    let (_sim, client) = sim_with_crd(SimConfig::default()).await;
-    let api: Api<MultiNicNodeConfig> = Api::namespaced(client, NS);
+async fn already_exists_and_not_found_are_status_objects(t: Target) {
+    let client = t.client.clone();
+    let api: Api<MultiNicNodeConfig> = Api::namespaced(client, &t.ns);
     api.create(&PostParams::default(), &mnnc("w1", "n1", 1450))
         .await
         .unwrap();
@@ -277,12 +280,11 @@ async fn already_exists_and_not_found_are_status_objects() {
     assert!(api.get_opt("nope").await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn schema_violations_are_422_with_field_causes() {
-    let (_sim, client) = sim_with_crd(SimConfig::default()).await;
+async fn schema_violations_are_422_with_field_causes(t: Target) {
+    let client = t.client.clone();
     let api: Api<DynamicObject> = Api::namespaced_with(
         client,
-        NS,
+        &t.ns,
         &kube::core::ApiResource::erase::<MultiNicNodeConfig>(&()),
     );
     let bad: DynamicObject = serde_json::from_value(json!({
@@ -327,12 +329,11 @@ async fn schema_violations_are_422_with_field_causes() {
     );
 }
 
-#[tokio::test]
-async fn unknown_fields_are_pruned() {
-    let (_sim, client) = sim_with_crd(SimConfig::default()).await;
+async fn unknown_fields_are_pruned(t: Target) {
+    let client = t.client.clone();
     let api: Api<DynamicObject> = Api::namespaced_with(
         client,
-        NS,
+        &t.ns,
         &kube::core::ApiResource::erase::<MultiNicNodeConfig>(&()),
     );
     let obj: DynamicObject = serde_json::from_value(
@@ -345,10 +346,9 @@ async fn unknown_fields_are_pruned() {
     assert_eq!(created.data["spec"]["nodeName"], "n1");
 }
 
-#[tokio::test]
-async fn merge_json_and_strategic_patches() {
-    let (_sim, client) = sim_with_crd(SimConfig::default()).await;
-    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+async fn merge_json_and_strategic_patches(t: Target) {
+    let client = t.client.clone();
+    let cms: Api<ConfigMap> = Api::namespaced(client, &t.ns);
     cms.create(&PostParams::default(), &cm("a", json!({"x": "1"})))
         .await
         .unwrap();
@@ -392,10 +392,9 @@ async fn merge_json_and_strategic_patches() {
     assert_eq!(smp.metadata.labels.unwrap().len(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_read_modify_write_loses_no_update() {
-    let (_sim, client) = sim_with_crd(SimConfig::default()).await;
-    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+async fn concurrent_read_modify_write_loses_no_update(t: Target) {
+    let client = t.client.clone();
+    let cms: Api<ConfigMap> = Api::namespaced(client, &t.ns);
     let mut counter = cm("counter", json!({}));
     counter.data = Some([("n".to_string(), "0".to_string())].into());
     cms.create(&PostParams::default(), &counter).await.unwrap();
@@ -442,4 +441,37 @@ async fn concurrent_read_modify_write_loses_no_update() {
         conflicts.load(std::sync::atomic::Ordering::Relaxed) > 0,
         "writers did collide"
     );
+}
+
+async fn immutable_fields_of_the_crd_hold(t: Target) {
+    let api: Api<MultiNicNodeConfig> = Api::namespaced(t.client.clone(), &t.ns);
+    api.create(&PostParams::default(), &mnnc("w1", "n1", 1450))
+        .await
+        .unwrap();
+    let err = status_of(
+        api.patch(
+            "w1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"nodeName": "n2"}})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"));
+    assert!(
+        err.message
+            .contains("spec.nodeName: Invalid value: \"n2\": spec.nodeName is immutable"),
+        "{}",
+        err.message
+    );
+    // Other fields still change.
+    let changed = api
+        .patch(
+            "w1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"nodeName": "n1", "interfaces": []}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed.spec.node_name, "n1");
 }

@@ -16,13 +16,24 @@
 
 mod common;
 
-use common::{NS, mnnc, sim_with_crd, status_of};
+both_backends! {
+    label_selectors,
+    field_selectors,
+    finalizers_hold_deletion_until_removed,
+    owner_references_cascade,
+    list_pagination,
+    namespaces_scope_and_terminate,
+    generate_name_makes_unique_names,
+    deleting_a_crd_removes_its_resources,
+    kube_runtime_finalizer_helper_round_trip,
+}
+
+use common::{Target, eventually, mnnc, status_of};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use multinic_api::MultiNicNodeConfig;
-use multinic_sim::SimConfig;
 use serde_json::json;
 
 fn cm(name: &str, labels: serde_json::Value) -> ConfigMap {
@@ -40,10 +51,9 @@ fn pod(name: &str, node: &str) -> Pod {
     .unwrap()
 }
 
-#[tokio::test]
-async fn label_selectors() {
-    let (_sim, client) = sim_with_crd(SimConfig::default()).await;
-    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+async fn label_selectors(t: Target) {
+    let client = t.client.clone();
+    let cms: Api<ConfigMap> = Api::namespaced(client, &t.ns);
     for (n, labels) in [
         ("a", json!({"app": "web", "tier": "front"})),
         ("b", json!({"app": "db"})),
@@ -57,9 +67,12 @@ async fn label_selectors() {
         let cms = cms.clone();
         async move {
             let l = cms.list(&ListParams::default().labels(sel)).await.unwrap();
+            // Only this check's objects: a real cluster's namespace also holds the
+            // kube-root-ca.crt ConfigMap its root-CA publisher adds.
             l.items
                 .into_iter()
                 .map(|c| c.metadata.name.unwrap())
+                .filter(|n| ["a", "b", "c"].contains(&n.as_str()))
                 .collect::<Vec<_>>()
                 .join(",")
         }
@@ -73,10 +86,9 @@ async fn label_selectors() {
     assert_eq!(names("app,tier=front").await, "a");
 }
 
-#[tokio::test]
-async fn field_selectors() {
-    let (_sim, client) = sim_with_crd(SimConfig::default()).await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+async fn field_selectors(t: Target) {
+    let client = t.client.clone();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &t.ns);
     for (n, node) in [("p1", "n1"), ("p2", "n2"), ("p3", "n1")] {
         pods.create(&PostParams::default(), &pod(n, node))
             .await
@@ -107,7 +119,8 @@ async fn field_selectors() {
     assert_eq!(
         names(
             pods.list(
-                &ListParams::default().fields("spec.nodeName!=n1,metadata.namespace=default")
+                &ListParams::default()
+                    .fields(&format!("spec.nodeName!=n1,metadata.namespace={}", t.ns))
             )
             .await
             .unwrap()
@@ -125,10 +138,9 @@ async fn field_selectors() {
     );
 }
 
-#[tokio::test]
-async fn finalizers_hold_deletion_until_removed() {
-    let (_sim, client) = sim_with_crd(SimConfig::default()).await;
-    let api: Api<MultiNicNodeConfig> = Api::namespaced(client, NS);
+async fn finalizers_hold_deletion_until_removed(t: Target) {
+    let client = t.client.clone();
+    let api: Api<MultiNicNodeConfig> = Api::namespaced(client, &t.ns);
     let mut obj = mnnc("w1", "n1", 1450);
     obj.metadata.finalizers = Some(vec![multinic_api::CLEANUP_FINALIZER.to_string()]);
     api.create(&PostParams::default(), &obj).await.unwrap();
@@ -203,59 +215,95 @@ fn owned_pod(name: &str, owner: &Job) -> Pod {
     p
 }
 
-#[tokio::test]
-async fn owner_references_cascade() {
-    let (_sim, client) = sim_with_crd(SimConfig::default()).await;
-    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
-    let pods: Api<Pod> = Api::namespaced(client, "default");
+async fn owner_references_cascade(t: Target) {
+    let client = t.client.clone();
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &t.ns);
+    let pods: Api<Pod> = Api::namespaced(client, &t.ns);
     let pp = PostParams::default();
+    // The real garbage collector works asynchronously (the simulator's at once), so every
+    // outcome is waited for.
+    let gone = |api: Api<Pod>, name: &'static str| async move {
+        api.get_opt(name).await.ok()?.is_none().then_some(())
+    };
     for (policy, keeps) in [
         (Some(DeleteParams::background()), false),
         (Some(DeleteParams::foreground()), false),
         (Some(DeleteParams::orphan()), true),
         (None, true),
     ] {
+        let what = format!(
+            "policy {:?}",
+            policy.as_ref().map(|p| &p.propagation_policy)
+        );
         let j = jobs.create(&pp, &job("j")).await.unwrap();
         let owned = pods.create(&pp, &owned_pod("owned", &j)).await.unwrap();
         assert!(owned.metadata.owner_references.is_some());
         jobs.delete("j", &policy.clone().unwrap_or_default())
             .await
             .unwrap();
-        let left = pods.get_opt("owned").await.unwrap();
-        assert_eq!(
-            left.is_some(),
-            keeps,
-            "policy {:?}",
-            policy.map(|p| p.propagation_policy)
-        );
-        if let Some(p) = left {
-            assert!(
-                p.metadata.owner_references.unwrap_or_default().is_empty(),
-                "orphans lose the reference"
-            );
-            pods.delete("owned", &DeleteParams::default())
+        let jobs2 = jobs.clone();
+        eventually(60, &format!("the Job to go ({what})"), || {
+            let jobs = jobs2.clone();
+            async move { jobs.get_opt("j").await.ok()?.is_none().then_some(()) }
+        })
+        .await;
+        if keeps {
+            // Orphans stay and lose the reference.
+            let p = eventually(
+                60,
+                &format!("the orphan's reference to go ({what})"),
+                || {
+                    let pods = pods.clone();
+                    async move {
+                        let p = pods.get_opt("owned").await.ok()??;
+                        let refs = p.metadata.owner_references.clone().unwrap_or_default();
+                        refs.is_empty().then_some(p)
+                    }
+                },
+            )
+            .await;
+            assert!(p.metadata.deletion_timestamp.is_none(), "{what}");
+            pods.delete("owned", &DeleteParams::default().grace_period(0))
                 .await
                 .unwrap();
         }
-        // the Job controller's own pods (none scheduled: nodeSelector matches no node) go too
-        assert!(jobs.get_opt("j").await.unwrap().is_none());
+        // Dependents go; the Job controller's own pods (if any) too.
+        eventually(60, &format!("the dependent to go ({what})"), || {
+            gone(pods.clone(), "owned")
+        })
+        .await;
+        let others = pods.list(&ListParams::default()).await.unwrap();
+        for p in others.items {
+            let name = p.metadata.name.unwrap_or_default();
+            let _ = pods
+                .delete(&name, &DeleteParams::default().grace_period(0))
+                .await;
+        }
     }
     // Something created for an owner that is already gone is collected.
-    let gone = jobs.create(&pp, &job("j")).await.unwrap();
+    let absent = jobs.create(&pp, &job("j")).await.unwrap();
     jobs.delete("j", &DeleteParams::background()).await.unwrap();
-    pods.create(&pp, &owned_pod("late", &gone)).await.unwrap();
-    assert!(
-        pods.get_opt("late").await.unwrap().is_none(),
-        "dependent of an absent owner collected"
-    );
+    let jobs2 = jobs.clone();
+    eventually(60, "the Job to go", || {
+        let jobs = jobs2.clone();
+        async move { jobs.get_opt("j").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    pods.create(&pp, &owned_pod("late", &absent)).await.unwrap();
+    eventually(
+        60,
+        "the dependent of an absent owner to be collected",
+        || gone(pods.clone(), "late"),
+    )
+    .await;
 }
 
-#[tokio::test]
-async fn list_pagination() {
-    let (_sim, client) = sim_with_crd(SimConfig::default()).await;
-    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+async fn list_pagination(t: Target) {
+    let client = t.client.clone();
+    let cms: Api<ConfigMap> = Api::namespaced(client, &t.ns);
     for i in 0..7 {
-        cms.create(&PostParams::default(), &cm(&format!("cm-{i}"), json!({})))
+        let labels = json!({"set": "paged"});
+        cms.create(&PostParams::default(), &cm(&format!("cm-{i}"), labels))
             .await
             .unwrap();
     }
@@ -263,7 +311,8 @@ async fn list_pagination() {
     let mut token: Option<String> = None;
     let mut pages = 0;
     loop {
-        let mut lp = ListParams::default().limit(3);
+        // Selected by label: a real namespace also holds kube-root-ca.crt.
+        let mut lp = ListParams::default().labels("set=paged").limit(3);
         if let Some(t) = &token {
             lp = lp.continue_token(t);
         }
@@ -279,15 +328,18 @@ async fn list_pagination() {
     assert_eq!(pages, 3);
     assert_eq!(seen, (0..7).map(|i| format!("cm-{i}")).collect::<Vec<_>>());
     assert_eq!(
-        cms.list(&ListParams::default()).await.unwrap().items.len(),
+        cms.list(&ListParams::default().labels("set=paged"))
+            .await
+            .unwrap()
+            .items
+            .len(),
         7,
         "no limit: the complete list"
     );
 }
 
-#[tokio::test]
-async fn namespaces_scope_and_terminate() {
-    let (_sim, client) = sim_with_crd(SimConfig::default()).await;
+async fn namespaces_scope_and_terminate(t: Target) {
+    let client = t.client.clone();
     let missing: Api<ConfigMap> = Api::namespaced(client.clone(), "nope");
     let err = status_of(
         missing
@@ -296,28 +348,30 @@ async fn namespaces_scope_and_terminate() {
             .unwrap_err(),
     );
     assert_eq!(err.code, 404, "creating in a missing namespace");
-    let api: Api<MultiNicNodeConfig> = Api::namespaced(client.clone(), NS);
+    let api: Api<MultiNicNodeConfig> = Api::namespaced(client.clone(), &t.ns);
     api.create(&PostParams::default(), &mnnc("w1", "n1", 1450))
         .await
         .unwrap();
     Api::<Namespace>::all(client.clone())
-        .delete(NS, &DeleteParams::default())
+        .delete(&t.ns, &DeleteParams::default())
         .await
         .unwrap();
-    assert!(api.get_opt("w1").await.unwrap().is_none());
-    assert!(
-        Api::<Namespace>::all(client)
-            .get_opt(NS)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    // The API server terminates a namespace asynchronously (the simulator at once).
+    let namespaces = Api::<Namespace>::all(client);
+    eventually(60, "the namespace and its contents to go", || {
+        let (api, namespaces, ns) = (api.clone(), namespaces.clone(), t.ns.clone());
+        async move {
+            let gone = api.get_opt("w1").await.ok()?.is_none()
+                && namespaces.get_opt(&ns).await.ok()?.is_none();
+            gone.then_some(())
+        }
+    })
+    .await;
 }
 
-#[tokio::test]
-async fn generate_name_makes_unique_names() {
-    let (_sim, client) = sim_with_crd(SimConfig::default()).await;
-    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+async fn generate_name_makes_unique_names(t: Target) {
+    let client = t.client.clone();
+    let cms: Api<ConfigMap> = Api::namespaced(client, &t.ns);
     let mut c = cm("", json!({}));
     c.metadata.name = None;
     c.metadata.generate_name = Some("gen-".into());
@@ -338,27 +392,54 @@ async fn generate_name_makes_unique_names() {
     assert!(a.starts_with("gen-") && a.len() == 9 && a != b, "{a} {b}");
 }
 
-#[tokio::test]
-async fn deleting_a_crd_removes_its_resources() {
-    let (_sim, client) = sim_with_crd(SimConfig::default()).await;
-    let api: Api<MultiNicNodeConfig> = Api::namespaced(client.clone(), NS);
-    api.create(&PostParams::default(), &mnnc("w1", "n1", 1450))
-        .await
-        .unwrap();
-    Api::<CustomResourceDefinition>::all(client)
-        .delete("multinicnodeconfigs.multinic.io", &DeleteParams::default())
-        .await
-        .unwrap();
-    let err = status_of(api.get("w1").await.unwrap_err());
-    assert_eq!(err.code, 404);
+async fn deleting_a_crd_removes_its_resources(t: Target) {
+    use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+    let client = t.client.clone();
+    // A CRD of its own (the shared one serves the other checks on the real server).
+    let group = format!("{}.deletion.test", t.ns);
+    let mut crd: serde_json::Value =
+        serde_yaml::from_str(&multinic_api::crd_yaml()).expect("crd yaml");
+    crd["metadata"]["name"] = json!(format!("multinicnodeconfigs.{group}"));
+    crd["spec"]["group"] = json!(group);
+    let crd: CustomResourceDefinition = serde_json::from_value(crd).unwrap();
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    crds.create(&PostParams::default(), &crd).await.unwrap();
+    let gvk = GroupVersionKind::gvk(&group, "v1alpha1", "MultiNicNodeConfig");
+    let ar = ApiResource::from_gvk_with_plural(&gvk, "multinicnodeconfigs");
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &t.ns, &ar);
+    let mut obj = serde_json::to_value(mnnc("w1", "n1", 1450)).unwrap();
+    obj["apiVersion"] = json!(format!("{group}/v1alpha1"));
+    let obj: DynamicObject = serde_json::from_value(obj).unwrap();
+    // The API serves a new CRD's resources a moment after it is created.
+    eventually(30, "the new CRD to be served", || {
+        let (api, obj) = (api.clone(), obj.clone());
+        async move { api.create(&PostParams::default(), &obj).await.ok() }
+    })
+    .await;
+    crds.delete(
+        crd.metadata.name.as_deref().unwrap(),
+        &DeleteParams::default(),
+    )
+    .await
+    .unwrap();
+    // Deletion removes the resources first, then the CRD (asynchronously on a real server).
+    eventually(60, "the resources to go with their CRD", || {
+        let api = api.clone();
+        async move {
+            match api.get("w1").await {
+                Err(kube::Error::Api(s)) if s.code == 404 => Some(()),
+                _ => None,
+            }
+        }
+    })
+    .await;
 }
 
-#[tokio::test]
-async fn kube_runtime_finalizer_helper_round_trip() {
+async fn kube_runtime_finalizer_helper_round_trip(t: Target) {
     use kube::runtime::controller::Action;
     use kube::runtime::finalizer::{Event, finalizer};
-    let (_sim, client) = sim_with_crd(SimConfig::default()).await;
-    let api: Api<MultiNicNodeConfig> = Api::namespaced(client, NS);
+    let client = t.client.clone();
+    let api: Api<MultiNicNodeConfig> = Api::namespaced(client, &t.ns);
     api.create(&PostParams::default(), &mnnc("w1", "n1", 1450))
         .await
         .unwrap();

@@ -11,16 +11,22 @@
 
 mod common;
 
-use common::{NS, mnnc, raw_get, sim_with_crd, status_of};
+both_backends! {
+    events_and_leases,
+    table_and_metadata_only_responses,
+    built_in_objects_are_validated_and_immutable_fields_kept,
+    server_side_apply_creates_updates_and_records_managers,
+}
+
+use common::{NS, Target, eventually, mnnc, raw_get, sim_with_crd, status_of};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use multinic_api::MultiNicNodeConfig;
 use multinic_sim::SimConfig;
 use serde_json::json;
 
-#[tokio::test]
-async fn events_and_leases() {
-    let (_sim, client) = sim_with_crd(SimConfig::default()).await;
+async fn events_and_leases(t: Target) {
+    let client = t.client.clone();
     let recorder = kube::runtime::events::Recorder::new(client.clone(), "multinic-test".into());
     let reference = k8s_openapi::api::core::v1::ObjectReference {
         kind: Some("Node".into()),
@@ -37,19 +43,33 @@ async fn events_and_leases() {
     };
     recorder.publish(&ev, &reference).await.unwrap();
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(client.clone());
-    assert_eq!(
-        events.list(&ListParams::default()).await.unwrap().items[0]
-            .reason
-            .as_deref(),
-        Some("Tested")
+    let listed = events.list(&ListParams::default()).await.unwrap().items;
+    assert!(
+        listed.iter().any(|e| e.reason.as_deref() == Some("Tested")),
+        "{listed:?}"
     );
     let core_events: Api<k8s_openapi::api::core::v1::Event> =
-        Api::namespaced(client.clone(), "default");
-    let e: k8s_openapi::api::core::v1::Event = serde_json::from_value(json!({"metadata": {"name": "e1"}, "involvedObject": {"kind": "Node", "name": "n1"}, "reason": "R"})).unwrap();
+        Api::namespaced(client.clone(), &t.ns);
+    let event = |name: &str, involved_ns: &str| -> k8s_openapi::api::core::v1::Event {
+        serde_json::from_value(json!({"metadata": {"name": name},
+            "involvedObject": {"kind": "ConfigMap", "name": "c", "namespace": involved_ns}, "reason": "R"}))
+        .unwrap()
+    };
     core_events
-        .create(&PostParams::default(), &e)
+        .create(&PostParams::default(), &event("e1", &t.ns))
         .await
         .unwrap();
+    // An Event lives in the namespace of the object it is about.
+    let err = status_of(
+        core_events
+            .create(&PostParams::default(), &event("e2", "elsewhere"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (err.code, err.details.unwrap().causes[0].field.as_str()),
+        (422, "involvedObject.namespace")
+    );
     // What the Recorder published through events.k8s.io/v1 also reads as a core/v1 Event, the
     // way `kubectl describe` looks for it.
     let all_core: Api<k8s_openapi::api::core::v1::Event> = Api::all(client.clone());
@@ -61,7 +81,7 @@ async fn events_and_leases() {
     assert_eq!(mirrored.len(), 1);
     assert_eq!(mirrored[0].message.as_deref(), Some("hello"));
     assert_eq!(mirrored[0].involved_object.kind.as_deref(), Some("Node"));
-    let leases: Api<Lease> = Api::namespaced(client, "kube-system");
+    let leases: Api<Lease> = Api::namespaced(client, &t.ns);
     let l: Lease = serde_json::from_value(json!({"metadata": {"name": "multinic-controller"}, "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}})).unwrap();
     let created = leases.create(&PostParams::default(), &l).await.unwrap();
     let mut takeover = created.clone();
@@ -82,16 +102,18 @@ async fn events_and_leases() {
     );
 }
 
-#[tokio::test]
-async fn table_and_metadata_only_responses() {
-    let (sim, client) = sim_with_crd(SimConfig::with_nodes(2)).await;
-    let api: Api<MultiNicNodeConfig> = Api::namespaced(client.clone(), NS);
+async fn table_and_metadata_only_responses(t: Target) {
+    let client = t.client.clone();
+    let api: Api<MultiNicNodeConfig> = Api::namespaced(client.clone(), &t.ns);
     api.create(&PostParams::default(), &mnnc("w1", "n1", 1450))
         .await
         .unwrap();
-    let path = format!("/apis/multinic.io/v1alpha1/namespaces/{NS}/multinicnodeconfigs");
+    let path = format!(
+        "/apis/multinic.io/v1alpha1/namespaces/{}/multinicnodeconfigs",
+        t.ns
+    );
     let (code, table) = raw_get(
-        &sim.base_url,
+        &client,
         &path,
         "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
     )
@@ -108,7 +130,7 @@ async fn table_and_metadata_only_responses() {
     let metas = api.list_metadata(&ListParams::default()).await.unwrap();
     assert_eq!(metas.items[0].metadata.name.as_deref(), Some("w1"));
     let (_, raw) = raw_get(
-        &sim.base_url,
+        &client,
         &path,
         "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
     )
@@ -120,7 +142,6 @@ async fn table_and_metadata_only_responses() {
         Some(1)
     );
     // `kubectl get -w`: watch events carry one-row Tables.
-    let client = kube::Client::try_from(kube::Config::new(sim.base_url.parse().unwrap())).unwrap();
     let req = axum::http::Request::get(format!("{path}?watch=1&timeoutSeconds=1"))
         .header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
         .body(Vec::new())
@@ -134,11 +155,12 @@ async fn table_and_metadata_only_responses() {
     assert_eq!(first["object"]["rows"][0]["cells"][0], "w1");
 }
 
+/// Simulator only: reads the simulator's request counters.
 #[tokio::test]
 async fn request_counters() {
     let (sim, client) = sim_with_crd(SimConfig::with_nodes(1)).await;
     sim.reset_request_counts();
-    let api: Api<MultiNicNodeConfig> = Api::namespaced(client, NS);
+    let api: Api<MultiNicNodeConfig> = Api::namespaced(client.clone(), NS);
     api.create(&PostParams::default(), &mnnc("w1", "n1", 1450))
         .await
         .unwrap();
@@ -166,7 +188,7 @@ async fn request_counters() {
         ),
         (1, 2, 1)
     );
-    let (_, doc) = raw_get(&sim.base_url, "/debug/requests", "application/json").await;
+    let (_, doc) = raw_get(&client, "/debug/requests", "application/json").await;
     assert!(
         doc["requests"]
             .as_array()
@@ -176,10 +198,9 @@ async fn request_counters() {
     );
 }
 
-#[tokio::test]
-async fn built_in_objects_are_validated_and_immutable_fields_kept() {
-    let (_sim, client) = sim_with_crd(SimConfig::default()).await;
-    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), "default");
+async fn built_in_objects_are_validated_and_immutable_fields_kept(t: Target) {
+    let client = t.client.clone();
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), &t.ns);
     let job = |name: &str, policy: &str, image: &str| {
         serde_json::from_value(
             json!({"metadata": {"name": name}, "spec": {"template": {"spec": {
@@ -217,10 +238,20 @@ async fn built_in_objects_are_validated_and_immutable_fields_kept() {
             "spec.template.spec.restartPolicy"
         ]
     );
-    let created = jobs
-        .create(&PostParams::default(), &job("j1", "Never", "x"))
+    jobs.create(&PostParams::default(), &job("j1", "Never", "x"))
         .await
         .unwrap();
+    // The Job controller writes status once it starts the Job; after that the object stays
+    // put, so resourceVersions below change only through this test's writes.
+    let created = eventually(30, "the Job controller to start the Job", || {
+        let jobs = jobs.clone();
+        async move {
+            let j = jobs.get("j1").await.ok()?;
+            j.status.as_ref()?.start_time.as_ref()?;
+            Some(j)
+        }
+    })
+    .await;
     let pp = PatchParams::apply("t").force();
     let applied = jobs
         .patch("j1", &pp, &Patch::Apply(job("j1", "Never", "x")))
@@ -245,7 +276,7 @@ async fn built_in_objects_are_validated_and_immutable_fields_kept() {
         applied.metadata.resource_version,
         "a refused write changes nothing"
     );
-    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client, "default");
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client, &t.ns);
     let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({"metadata": {"name": "Bad_Name"},
         "spec": {"containers": [{"name": "c", "image": "x", "volumeMounts": [{"name": "v", "mountPath": "/v"}]}]}})).unwrap();
     let err = pods.create(&PostParams::default(), &pod).await.unwrap_err();
@@ -255,10 +286,9 @@ async fn built_in_objects_are_validated_and_immutable_fields_kept() {
     );
 }
 
-#[tokio::test]
-async fn server_side_apply_creates_updates_and_records_managers() {
-    let (_sim, client) = sim_with_crd(SimConfig::default()).await;
-    let api: Api<MultiNicNodeConfig> = Api::namespaced(client, NS);
+async fn server_side_apply_creates_updates_and_records_managers(t: Target) {
+    let client = t.client.clone();
+    let api: Api<MultiNicNodeConfig> = Api::namespaced(client, &t.ns);
     let pp = PatchParams::apply("multinic-test").force();
     let created = api
         .patch("w1", &pp, &Patch::Apply(mnnc("w1", "n1", 1450)))
@@ -304,7 +334,12 @@ async fn server_side_apply_creates_updates_and_records_managers() {
         .await
         .unwrap_err(),
     );
-    assert_eq!(err.code, 400, "apply needs a field manager");
+    assert_eq!(
+        (err.code, err.reason.as_str()),
+        (422, "Invalid"),
+        "apply needs a field manager: {}",
+        err.message
+    );
     // A field the controller applied before and now omits is released (removed); a field
     // another applier owns stays.
     let ctl = PatchParams::apply("multinic-controller").force();
