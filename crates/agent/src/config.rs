@@ -99,6 +99,33 @@ pub struct DbConfig {
     pub database: String,
     /// Give up connecting after this long.
     pub connect_timeout: Duration,
+    /// TLS to the server.
+    pub tls: DbTls,
+}
+
+/// TLS to the legacy database (rustls).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DbTls {
+    /// How much TLS is required and checked.
+    pub mode: DbTlsMode,
+    /// PEM file of the CA(s) the server's certificate must chain to.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// TLS modes, named as MySQL's `--ssl-mode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DbTlsMode {
+    /// Plain TCP.
+    Disabled,
+    /// TLS when the server offers it, without checking its certificate.
+    #[default]
+    Preferred,
+    /// TLS or no connection; the certificate is not checked.
+    Required,
+    /// TLS with a certificate that chains to the CA.
+    VerifyCa,
+    /// As `VerifyCa`, and the certificate names the host connected to.
+    VerifyIdentity,
 }
 
 /// What protects the node from the agent.

@@ -1,20 +1,27 @@
 //! The `db` source: the legacy MySQL/MariaDB tables (`multi_interface` joined with
 //! `multi_subnet`). Rows carry database ids, not slots; after applying, each row's
 //! `netplan_success` is set to whether its NIC ended configured. The password is never
-//! shown: it lives in a [`Redacted`] and is scrubbed from every driver error.
+//! shown: it lives in a [`Redacted`] and is scrubbed from every driver error. The connection
+//! is TLS (rustls) as [`DbTls`] asks, verified against the given CA; MySQL 8's
+//! `caching_sha2_password` works over TLS and, without TLS, through the server's RSA key.
+//! Reads are bounded: more than [`MAX_ROWS`] rows for one node is an error, not a huge read.
 
 use super::LoadedSpec;
-use crate::config::{DbConfig, Redacted};
+use crate::config::{DbConfig, DbTls, DbTlsMode, Redacted};
 use multinic_api::{InterfaceSpec, MultiNicNodeConfigSpec};
 use sqlx::Row;
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlSslMode};
+
+/// Most rows one node may have. A node has at most ten multinic NICs; a few stale rows are
+/// tolerated, thousands mean a wrong table or a broken join.
+const MAX_ROWS: usize = 64;
 
 /// The read query of the earlier agent; the casts make it independent of the column types
 /// an installation chose (ids may be integers or strings).
 const SELECT_ROWS: &str = "SELECT CAST(mi.id AS CHAR) AS id, mi.macaddress, mi.address, \
      CAST(mi.mtu AS SIGNED) AS mtu, ms.cidr, CAST(mi.netplan_success AS SIGNED) AS netplan_success \
      FROM multi_interface mi LEFT JOIN multi_subnet ms ON mi.subnet_id = ms.subnet_id \
-     WHERE mi.attached_node_name = ? ORDER BY mi.id";
+     WHERE mi.attached_node_name = ? ORDER BY mi.id LIMIT ?";
 
 const UPDATE_SUCCESS: &str =
     "UPDATE multi_interface SET netplan_success = ?, modified_at = NOW() WHERE id = ?";
@@ -65,12 +72,15 @@ pub struct DbSource {
 impl DbSource {
     /// Prepares a pool; the first query connects.
     pub fn new(config: &DbConfig) -> Self {
-        let options = MySqlConnectOptions::new()
-            .host(&config.host)
-            .port(config.port)
-            .username(&config.user)
-            .password(config.password.expose())
-            .database(&config.database);
+        let options = tls_options(
+            MySqlConnectOptions::new()
+                .host(&config.host)
+                .port(config.port)
+                .username(&config.user)
+                .password(config.password.expose())
+                .database(&config.database),
+            &config.tls,
+        );
         let pool = MySqlPoolOptions::new()
             .max_connections(2)
             .acquire_timeout(config.connect_timeout)
@@ -85,11 +95,22 @@ impl DbSource {
     /// Reads this node's rows and maps them to a spec; entry `i` is labelled
     /// `multi_interface[id=<id>]` in messages.
     pub async fn load(&mut self, node_name: &str) -> Result<LoadedSpec, DbError> {
+        // One row past the limit tells "exactly the limit" from "too many".
         let rows = sqlx::query(SELECT_ROWS)
             .bind(node_name)
+            .bind(MAX_ROWS as u64 + 1)
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.error(format!("reading rows of node {node_name:?}"), e))?;
+        if rows.len() > MAX_ROWS {
+            return Err(DbError {
+                action: format!("reading rows of node {node_name:?}"),
+                message: format!(
+                    "more than {MAX_ROWS} multi_interface rows name this node; refusing to \
+                     apply a read that may be cut short"
+                ),
+            });
+        }
         self.rows = rows
             .iter()
             .map(|row| -> Result<DbRow, sqlx::Error> {
@@ -144,6 +165,21 @@ impl DbSource {
             message = message.replace(secret, "<redacted>");
         }
         DbError { action, message }
+    }
+}
+
+/// Applies the TLS settings; sqlx reads the CA file when it connects.
+fn tls_options(options: MySqlConnectOptions, tls: &DbTls) -> MySqlConnectOptions {
+    let options = options.ssl_mode(match tls.mode {
+        DbTlsMode::Disabled => MySqlSslMode::Disabled,
+        DbTlsMode::Preferred => MySqlSslMode::Preferred,
+        DbTlsMode::Required => MySqlSslMode::Required,
+        DbTlsMode::VerifyCa => MySqlSslMode::VerifyCa,
+        DbTlsMode::VerifyIdentity => MySqlSslMode::VerifyIdentity,
+    });
+    match &tls.ca_file {
+        Some(ca) => options.ssl_ca(ca),
+        None => options,
     }
 }
 

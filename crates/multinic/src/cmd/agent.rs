@@ -3,8 +3,8 @@
 
 use anyhow::{Context, bail};
 use multinic_agent::config::{
-    AgentConfig, DbConfig, GuardConfig, Handoff, InlineSpec, Redacted, RunMode, ServiceConfig,
-    SourceConfig,
+    AgentConfig, DbConfig, DbTls, DbTlsMode, GuardConfig, Handoff, InlineSpec, Redacted, RunMode,
+    ServiceConfig, SourceConfig,
 };
 use multinic_api::report::{AgentAction, env};
 use std::net::{IpAddr, SocketAddr};
@@ -155,6 +155,31 @@ pub struct AgentArgs {
     /// Give up connecting to the database after this long.
     #[arg(long, env = "DB_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub db_connect_timeout: Duration,
+    /// File holding only the database password (a Secret's key mounted as a file; one
+    /// trailing newline is ignored). Wins over DB_PASSWORD and --db-credentials.
+    #[arg(long, env = "DB_PASSWORD_FILE", value_name = "PATH")]
+    pub db_password_file: Option<PathBuf>,
+    /// TLS to the database (default: verify-identity with --db-ca-file, else preferred).
+    #[arg(long, env = "DB_TLS", value_enum)]
+    pub db_tls: Option<DbTlsArg>,
+    /// PEM file of the CA that signed the database server's certificate.
+    #[arg(long, env = "DB_CA_FILE", value_name = "PATH")]
+    pub db_ca_file: Option<PathBuf>,
+}
+
+/// TLS to the legacy database, as MySQL's `--ssl-mode`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DbTlsArg {
+    /// Plain TCP.
+    Disabled,
+    /// TLS when the server offers it, certificate not checked.
+    Preferred,
+    /// TLS or no connection, certificate not checked.
+    Required,
+    /// TLS; the certificate chains to --db-ca-file.
+    VerifyCa,
+    /// TLS; the certificate chains to --db-ca-file and names the host.
+    VerifyIdentity,
 }
 
 /// Runs the agent; the exit code is the report's (0 all well, 2 some NIC failed, 1 nothing
@@ -265,6 +290,10 @@ fn db_config(args: &AgentArgs) -> anyhow::Result<DbConfig> {
     let (Some(user), Some(database)) = (user, database) else {
         bail!("--source db needs DB_USER and DB_NAME (environment, flags or --db-credentials)");
     };
+    let password_file = match &args.db_password_file {
+        Some(path) => Some(Redacted::new(password_from_file(path)?)),
+        None => None,
+    };
     Ok(DbConfig {
         host: args
             .db_host
@@ -273,14 +302,40 @@ fn db_config(args: &AgentArgs) -> anyhow::Result<DbConfig> {
             .unwrap_or_else(|| "127.0.0.1".into()),
         port,
         user,
-        password: args
-            .db_password
-            .clone()
+        password: password_file
+            .or_else(|| args.db_password.clone())
             .or_else(|| from_file("DB_PASSWORD").map(Redacted::new))
             .unwrap_or_default(),
         database,
         connect_timeout: args.db_connect_timeout,
+        tls: db_tls(args.db_tls, args.db_ca_file.clone())?,
     })
+}
+
+/// The password file's text without its trailing newline (`kubectl create secret
+/// --from-file` keeps one).
+fn password_from_file(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading --db-password-file {}", path.display()))?;
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    Ok(text.strip_suffix('\r').unwrap_or(text).to_owned())
+}
+
+/// A CA file means verification unless asked otherwise; verifying needs a CA.
+fn db_tls(mode: Option<DbTlsArg>, ca_file: Option<PathBuf>) -> anyhow::Result<DbTls> {
+    let mode = match (mode, &ca_file) {
+        (None, Some(_)) => DbTlsMode::VerifyIdentity,
+        (None, None) => DbTlsMode::Preferred,
+        (Some(DbTlsArg::Disabled), _) => DbTlsMode::Disabled,
+        (Some(DbTlsArg::Preferred), _) => DbTlsMode::Preferred,
+        (Some(DbTlsArg::Required), _) => DbTlsMode::Required,
+        (Some(DbTlsArg::VerifyCa), _) => DbTlsMode::VerifyCa,
+        (Some(DbTlsArg::VerifyIdentity), _) => DbTlsMode::VerifyIdentity,
+    };
+    if matches!(mode, DbTlsMode::VerifyCa | DbTlsMode::VerifyIdentity) && ca_file.is_none() {
+        bail!("--db-tls verify-ca and verify-identity need --db-ca-file (DB_CA_FILE)");
+    }
+    Ok(DbTls { mode, ca_file })
 }
 
 /// `KEY=VALUE` lines; blank lines and `#` comments ignored, optional quotes stripped.
@@ -435,6 +490,40 @@ mod tests {
         assert_eq!(db.password.expose(), "hunter2");
         assert_eq!((db.host.as_str(), db.port), ("127.0.0.1", 3306));
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn db_password_file_and_tls_modes() {
+        let dir = std::env::temp_dir().join(format!("mn-dbpw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("password");
+        std::fs::write(&file, "s3cret=x\n").unwrap();
+        let db = |extra: &[&str]| {
+            let mut args = vec!["--node-name", "n", "--source", "db", "--db-user", "u"];
+            args.extend(["--db-name", "d", "--db-password", "from-flag"]);
+            args.extend_from_slice(extra);
+            match config(&args).map(|c| c.source) {
+                Ok(SourceConfig::Db(db)) => Ok(db),
+                Ok(other) => panic!("not db: {other:?}"),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let plain = db(&[]).unwrap();
+        assert_eq!(plain.password.expose(), "from-flag");
+        assert_eq!(plain.tls, DbTls::default());
+        let path = file.to_str().unwrap();
+        let with_file = db(&["--db-password-file", path, "--db-ca-file", path]).unwrap();
+        assert_eq!(with_file.password.expose(), "s3cret=x");
+        assert_eq!(with_file.tls.mode, DbTlsMode::VerifyIdentity);
+        let err = db(&["--db-tls", "verify-ca"]).unwrap_err();
+        assert!(err.contains("--db-ca-file"), "{err}");
+        assert_eq!(
+            db(&["--db-tls", "required"]).unwrap().tls.mode,
+            DbTlsMode::Required
+        );
+        let missing = db(&["--db-password-file", "/nonexistent/pw"]).unwrap_err();
+        assert!(missing.contains("--db-password-file"), "{missing}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

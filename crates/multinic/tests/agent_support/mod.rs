@@ -245,6 +245,18 @@ impl Drop for Killed {
     }
 }
 
+/// The earlier agent's two tables, created in a new database `db` (rows are the test's own).
+pub fn legacy_tables(db: &str) -> String {
+    format!(
+        "CREATE DATABASE {db}; USE {db};
+         CREATE TABLE multi_subnet (subnet_id VARCHAR(64) PRIMARY KEY, cidr VARCHAR(64));
+         CREATE TABLE multi_interface (
+           id INT PRIMARY KEY, port_id VARCHAR(64), subnet_id VARCHAR(64), macaddress VARCHAR(32),
+           attached_node_name VARCHAR(255), address VARCHAR(64), mtu INT,
+           netplan_success TINYINT(1), modified_at DATETIME NULL);"
+    )
+}
+
 /// A throwaway MariaDB server inside a namespace, listening on the namespace's 127.0.0.1.
 /// Fails (never skips) when MariaDB is not installed.
 pub struct MariaDb {
@@ -256,6 +268,11 @@ pub struct MariaDb {
 
 impl MariaDb {
     pub fn start(ns: &Netns) -> Self {
+        Self::start_with(ns, &[])
+    }
+
+    /// As [`MariaDb::start`], with extra server options (e.g. `--ssl-cert=...`).
+    pub fn start_with(ns: &Netns, options: &[String]) -> Self {
         let dir = TempDir::new("mariadb");
         let data = dir.path().join("data");
         let socket = dir.path().join("mysqld.sock");
@@ -294,6 +311,7 @@ impl MariaDb {
                 "--innodb-buffer-pool-size=16M",
                 "--skip-log-bin",
             ])
+            .args(options)
             .stdout(Stdio::null())
             .stderr(Stdio::from(
                 std::fs::File::create(dir.path().join("server.log")).unwrap(),
