@@ -197,7 +197,10 @@ impl RealControlPlane {
             "kubectl"
         };
         let mut cmd = Command::new(program);
-        cmd.env("KUBECONFIG", self.kubeconfig());
+        // Its own discovery cache: a later control plane on a reused port must not see this
+        // one's resource types (or lack of them).
+        cmd.env("KUBECONFIG", self.kubeconfig())
+            .env("KUBECACHEDIR", self.dir.join("kubectl-cache"));
         cmd
     }
 
