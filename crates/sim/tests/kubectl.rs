@@ -42,8 +42,12 @@ fn kubectl(sim: &SimHandle, args: &[&str]) -> Out {
 
 /// kubectl blocks, so tests call it off the async runtime.
 async fn kubectl_async(sim: &SimHandle, args: &[&str]) -> Out {
-    let path = sim.kubeconfig_path.clone();
     let cache = sim.work_dir.join("kubectl-cache");
+    kubectl_with(sim.kubeconfig_path.clone(), cache, args).await
+}
+
+/// kubectl with a given kubeconfig and discovery cache, off the async runtime.
+async fn kubectl_with(path: PathBuf, cache: PathBuf, args: &[&str]) -> Out {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     tokio::task::spawn_blocking(move || {
         let out = Command::new(KUBECTL)
@@ -382,11 +386,34 @@ async fn logs_of_a_process_pod() {
 /// others JSON patches; each result is read back through the API.
 #[tokio::test(flavor = "multi_thread")]
 async fn imperative_commands() {
+    let sim = Sim::start(SimConfig::with_nodes(1)).await.unwrap();
+    let cache = sim.work_dir.join("kubectl-cache");
+    let client = sim.kube_client().unwrap();
+    imperative(sim.kubeconfig_path.clone(), cache, client).await;
+}
+
+/// The same commands against a real kube-apiserver (skipped with a line saying so when no
+/// control plane is configured, a failure with MULTINIC_REQUIRE_REAL_CP=1).
+#[tokio::test(flavor = "multi_thread")]
+async fn imperative_commands_on_real_server() {
+    use k8s_openapi::api::core::v1::Node;
+    let Some(cp) = common::realcp_support::RealControlPlane::start().await else {
+        return;
+    };
+    let client = cp.client().await;
+    // A Node to cordon (a real cluster's come from kubelets).
+    let node: Node = serde_json::from_value(json!({"metadata": {"name": "sim-node-0"}})).unwrap();
+    Api::<Node>::all(client.clone())
+        .create(&Default::default(), &node)
+        .await
+        .unwrap();
+    imperative(cp.kubeconfig(), cp.dir().join("kubectl-cache"), client).await;
+}
+
+async fn imperative(kubeconfig: PathBuf, cache: PathBuf, client: kube::Client) {
     use k8s_openapi::api::apps::v1::Deployment;
     use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Secret, ServiceAccount};
-    let sim = Sim::start(SimConfig::with_nodes(1)).await.unwrap();
-    let client = sim.kube_client().unwrap();
-    let run = |args: &'static [&'static str]| kubectl_async(&sim, args);
+    let run = |args: &'static [&'static str]| kubectl_with(kubeconfig.clone(), cache.clone(), args);
     let ok = |out: Out, what: &str| {
         assert!(out.ok, "{what}: {} {}", out.stdout, out.stderr);
         out.stdout
@@ -601,7 +628,7 @@ async fn imperative_commands() {
     );
     assert!(cms.get_opt("cm1").await.unwrap().is_none());
     ok(
-        run(&["delete", "namespace", "imp", "--wait=true", "--timeout=20s"]).await,
+        run(&["delete", "namespace", "imp", "--wait=true", "--timeout=60s"]).await,
         "delete ns",
     );
     assert!(

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 #[path = "../../../multinic/tests/realcp_support/mod.rs"]
-mod realcp_support;
+pub mod realcp_support;
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
