@@ -143,7 +143,7 @@ up() {
     kcm=$(bin_path kube-controller-manager)
     mkdir -p "$dir/logs" "$dir/pids" "$dir/kcm-certs"
     # Whatever fails from here on, leave nothing running.
-    trap 'say "start failed; stopping what was started"; down' ERR
+    trap up_failed ERR
 
     local etcd_port peer_port kcm_port data
     read -r etcd_port peer_port api_port kcm_port < <(free_ports 4)
@@ -247,6 +247,21 @@ EOF
         echo $! >"$dir/pids/watchdog.pid"
     fi
     say "ready: KUBECONFIG=$dir/admin.kubeconfig"
+}
+
+# A failed start stops what it started. A port taken between picking and binding it (another
+# control plane starting at the same moment) is retried with new ports, twice at most.
+up_failed() {
+    trap - ERR
+    say "start failed; stopping what was started"
+    down
+    local attempt=${MULTINIC_CP_ATTEMPT:-1}
+    if [ "$attempt" -lt 3 ] && grep -qs "address already in use" "$dir"/logs/*.log; then
+        say "a port was taken meanwhile; retrying with new ports"
+        export MULTINIC_CP_ATTEMPT=$((attempt + 1))
+        exec "$script" up "$dir" ${owner:+--owner "$owner"}
+    fi
+    exit 1
 }
 
 stop_pid() {
