@@ -1,7 +1,9 @@
 //! The machine's real kubectl against the simulator: `get nodes`, `apply -f` of the CRD and of
 //! a custom resource, `explain`, `get -o yaml`, `label`, `wait --for=condition/jsonpath`, `describe` (with
 //! the controller's Events), `delete`, a custom resource that breaks its schema being refused
-//! with the field named, and `logs` of a pod.
+//! with the field named, `logs` of a pod, and the imperative commands (`create namespace`,
+//! `create configmap/secret/serviceaccount/deployment/job`, `label`, `annotate`, `patch`,
+//! `cordon`, `scale`, `delete`, `--dry-run=server`), those also against a real kube-apiserver.
 
 mod common;
 
