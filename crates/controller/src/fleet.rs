@@ -5,7 +5,7 @@
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use multinic_api::{MultiNicNodeConfig, NodeConfigState, StateReason};
+use multinic_api::{MultiNicNodeConfig, MultiNicNodeConfigStatus, NodeConfigState, StateReason};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use tokio::sync::mpsc::UnboundedSender;
@@ -51,14 +51,17 @@ impl MaxFailures {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Claim {
     created: Option<jiff::Timestamp>,
+    /// An agent Job has run for it (status names one).
+    ran: bool,
     uid: String,
     who: Ref,
 }
 
 impl Claim {
-    /// Older first; the uid breaks ties of timestamps (one-second resolution).
-    fn key(&self) -> (Option<jiff::Timestamp>, &str) {
-        (self.created, &self.uid)
+    /// Older first. Timestamps have one-second resolution: within a second the resource
+    /// that already ran a Job keeps the node, then the uid decides (the same on every replica).
+    fn key(&self) -> (Option<jiff::Timestamp>, bool, &str) {
+        (self.created, !self.ran, &self.uid)
     }
 }
 
@@ -85,11 +88,15 @@ pub struct Fleet {
 
 /// Whether `obj` has failed at its current generation in a way a Job run caused.
 pub fn failed_since_change(obj: &MultiNicNodeConfig) -> bool {
-    let Some(status) = obj.status.as_ref() else {
-        return false;
-    };
+    obj.status
+        .as_ref()
+        .is_some_and(|s| job_failed_at(s, obj.metadata.generation))
+}
+
+/// Whether `status` records a Job-run failure of `generation`.
+fn job_failed_at(status: &MultiNicNodeConfigStatus, generation: Option<i64>) -> bool {
     status.state == Some(NodeConfigState::Failed)
-        && status.observed_generation == obj.metadata.generation
+        && status.observed_generation == generation
         && crate::decide::ready_reason(status).is_some_and(StateReason::is_job_failure)
 }
 
@@ -146,21 +153,50 @@ impl Fleet {
         let node = obj.spec.node_name.clone();
         let claim = Claim {
             created: obj.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            ran: obj
+                .status
+                .as_ref()
+                .is_some_and(|s| s.last_job_name.is_some()),
             uid: uid.clone(),
             who: ObjectRef::from_obj(obj),
         };
-        if maps.by_uid.get(&uid).map(|(n, _)| n) != Some(&node) {
-            remove(maps, &uid, woken);
-            maps.by_node
-                .entry(node.clone())
-                .or_default()
-                .push(claim.clone());
+        if maps.by_uid.get(&uid) != Some(&(node.clone(), claim.clone())) {
+            if maps.by_uid.get(&uid).map(|(n, _)| n) != Some(&node) {
+                remove(maps, &uid, woken);
+            }
+            let claims = maps.by_node.entry(node.clone()).or_default();
+            claims.retain(|c| c.uid != uid);
+            claims.push(claim.clone());
             maps.by_uid.insert(uid.clone(), (node, claim));
         }
         if failed_since_change(obj) {
             maps.failed.insert(uid);
         } else {
             maps.failed.remove(&uid);
+        }
+    }
+
+    /// Notes a status this controller just wrote for `uid` at `generation`, before the watch
+    /// shows it, so the next start already counts the failure.
+    pub fn wrote_status(
+        &self,
+        uid: &str,
+        generation: Option<i64>,
+        status: &MultiNicNodeConfigStatus,
+    ) {
+        let failed = job_failed_at(status, generation);
+        let mut maps = self.lock();
+        if !maps.by_uid.contains_key(uid) {
+            return;
+        }
+        if failed {
+            maps.failed.insert(uid.to_string());
+        } else if maps.failed.remove(uid) && maps.failed.len() < self.limit(&maps) {
+            let woken: Vec<Ref> = maps.paused.drain().collect();
+            drop(maps);
+            for r in woken {
+                let _ = self.wake.send(r);
+            }
         }
     }
 

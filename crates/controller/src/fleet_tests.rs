@@ -58,6 +58,14 @@ fn the_oldest_resource_owns_a_node_and_its_deletion_wakes_the_next() {
     fleet.apply(&watcher::Event::Apply(twin));
     fleet.apply(&watcher::Event::Apply(obj("d", "u-9", "n2", 0)));
     assert_eq!(fleet.owner_other_than("n2", "u-9"), Some(r("c")));
+    // Within the same second, the one that already ran a Job keeps the node.
+    let mut ran = obj("d", "u-9", "n2", 0);
+    ran.status = Some(MultiNicNodeConfigStatus {
+        last_job_name: Some("j".into()),
+        ..Default::default()
+    });
+    fleet.apply(&watcher::Event::Apply(ran));
+    assert_eq!(fleet.owner_other_than("n2", "u-0"), Some(r("d")));
     while rx.try_recv().is_ok() {}
     fleet.apply(&watcher::Event::Delete(older));
     assert_eq!(
@@ -133,4 +141,21 @@ fn budgets_parse_as_counts_or_percentages() {
     assert_eq!(MaxFailures::Percent(10).limit(1000), 100);
     assert_eq!(MaxFailures::Percent(10).limit(5), 1);
     assert_eq!(MaxFailures::Count(0).limit(5), 1);
+}
+
+#[test]
+fn a_failure_written_by_this_controller_counts_before_the_watch_shows_it() {
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let fleet = Fleet::new(MaxFailures::Count(1), tx);
+    fleet.apply(&watcher::Event::Apply(obj("r0", "u0", "n0", 0)));
+    fleet.apply(&watcher::Event::Apply(obj("r1", "u1", "n1", 1)));
+    assert_eq!(fleet.rollout_paused("u1"), None);
+    let written = failed(obj("r0", "u0", "n0", 0), StateReason::JobFailed)
+        .status
+        .unwrap();
+    fleet.wrote_status("u0", Some(1), &written);
+    assert_eq!(fleet.rollout_paused("u1"), Some((1, 1)));
+    // A status of an older generation is no failure of the current one.
+    fleet.wrote_status("u0", Some(2), &written);
+    assert_eq!(fleet.rollout_paused("u1"), None);
 }

@@ -31,6 +31,10 @@ pub const GENERATION_ANNOTATION: &str = "multinic.io/generation";
 pub const ATTEMPT_ANNOTATION: &str = "multinic.io/attempt";
 /// Annotation with the node a Job runs on (names can exceed a label value's 63 characters).
 pub const NODE_ANNOTATION: &str = "multinic.io/node-name";
+/// The agent's runtime directory on the host (its host lock, its in-flight journal).
+pub const AGENT_RUNTIME_DIR: &str = "/run/multinic";
+/// The machine's DMI product UUID (the OpenStack instance id), read by the agent.
+pub const PRODUCT_UUID: &str = "/sys/class/dmi/id/product_uuid";
 /// Where host paths are mounted inside the agent container.
 pub const HOST_ROOT: &str = "/host";
 /// Name of the agent container.
@@ -167,7 +171,7 @@ pub fn build_job(cfg: &JobConfig, req: JobRequest<'_>) -> Result<Job, JobError> 
     }
     env_vars.extend(cfg.agent_env.iter().cloned());
 
-    let host_volume = |path: &str, type_: &str, mount_path: String| {
+    let host_volume = |path: &str, type_: &str, mount_path: String, read_only: bool| {
         let vol = format!("host{}", path.replace(['/', '.', '_'], "-")).to_ascii_lowercase();
         (
             Volume {
@@ -181,6 +185,7 @@ pub fn build_job(cfg: &JobConfig, req: JobRequest<'_>) -> Result<Job, JobError> 
             VolumeMount {
                 name: vol,
                 mount_path,
+                read_only: read_only.then_some(true),
                 ..VolumeMount::default()
             },
         )
@@ -189,11 +194,28 @@ pub fn build_job(cfg: &JobConfig, req: JobRequest<'_>) -> Result<Job, JobError> 
         .flavor
         .host_paths()
         .iter()
-        .map(|path| host_volume(path, "DirectoryOrCreate", format!("{HOST_ROOT}{path}")))
+        .chain([AGENT_RUNTIME_DIR].iter())
+        .map(|path| {
+            host_volume(
+                path,
+                "DirectoryOrCreate",
+                format!("{HOST_ROOT}{path}"),
+                false,
+            )
+        })
         .unzip();
+    // The machine's id, read-only, for the agent's instanceId check.
+    let (v, m) = host_volume(
+        PRODUCT_UUID,
+        "File",
+        format!("{HOST_ROOT}{PRODUCT_UUID}"),
+        true,
+    );
+    volumes.push(v);
+    mounts.push(m);
     // The host's system bus, for the hand-off to NetworkManager / systemd-networkd.
     if let Some(socket) = &cfg.dbus_socket {
-        let (v, m) = host_volume(socket, "Socket", socket.clone());
+        let (v, m) = host_volume(socket, "Socket", socket.clone(), false);
         volumes.push(v);
         mounts.push(m);
     }

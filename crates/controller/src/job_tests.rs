@@ -182,8 +182,10 @@ fn job_is_pinned_least_privileged_and_carries_the_spec() {
     let mut expected: Vec<_> = OsFlavor::Ubuntu
         .host_paths()
         .iter()
+        .chain(&["/run/multinic"])
         .map(|p| (p.to_string(), "DirectoryOrCreate".to_string()))
         .collect();
+    expected.push((PRODUCT_UUID.into(), "File".into()));
     expected.push(("/run/dbus/system_bus_socket".into(), "Socket".into()));
     assert_eq!(paths, expected);
     let mounts: Vec<_> = pod.containers[0]
@@ -196,10 +198,20 @@ fn job_is_pinned_least_privileged_and_carries_the_spec() {
     let mut expected: Vec<_> = OsFlavor::Ubuntu
         .host_paths()
         .iter()
+        .chain(&["/run/multinic", PRODUCT_UUID])
         .map(|p| format!("/host{p}"))
         .collect();
     expected.push("/run/dbus/system_bus_socket".into());
     assert_eq!(mounts, expected);
+    let read_only: Vec<_> = pod.containers[0]
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .filter(|m| m.read_only == Some(true))
+        .map(|m| m.mount_path.as_str())
+        .collect();
+    assert_eq!(read_only, ["/host/sys/class/dmi/id/product_uuid"]);
 
     let env = env_of(&job);
     let inline: MultiNicNodeConfigSpec = serde_json::from_str(&env["MULTINIC_NODE_SPEC"]).unwrap();
@@ -264,7 +276,7 @@ fn the_nodes_own_addresses_are_protected_and_selinux_is_an_option() {
             .unwrap()
             .type_
             .as_deref()
-            == Some("DirectoryOrCreate"))
+            != Some("Socket"))
     );
 }
 
@@ -286,7 +298,7 @@ fn rhel_gets_only_its_own_paths_and_config_is_honoured() {
         .iter()
         .map(|v| v.host_path.as_ref().unwrap().path.clone())
         .collect();
-    assert_eq!(&paths[..paths.len() - 1], OsFlavor::Rhel9.host_paths());
+    assert_eq!(&paths[..paths.len() - 3], OsFlavor::Rhel9.host_paths());
     assert!(!paths.iter().any(|p| p.contains("netplan")));
     let sc = pod.containers[0].security_context.as_ref().unwrap();
     assert_eq!(

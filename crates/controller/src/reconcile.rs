@@ -348,6 +348,11 @@ pub async fn write_status(
         written.metadata.resource_version.as_deref(),
         next.clone(),
     );
+    ctx.fleet.wrote_status(
+        &obj.uid().unwrap_or_default(),
+        obj.metadata.generation,
+        next,
+    );
     let reason_of = |s: Option<&MultiNicNodeConfigStatus>| {
         s.and_then(|s| Some((s.state?, decide::ready_reason(s)?, s.observed_generation)))
     };

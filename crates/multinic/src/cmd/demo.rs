@@ -199,6 +199,7 @@ fn controller_config() -> ControllerConfig {
             ..JobConfig::default()
         },
         max_jobs_in_flight: 10,
+        max_failures: multinic_controller::fleet::MaxFailures::Count(3),
         retry: RetryPolicy {
             max_attempts: 3,
             base_delay: Duration::from_secs(1),
