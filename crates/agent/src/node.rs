@@ -81,6 +81,7 @@ fn empty() -> DesiredNode {
         nics: Vec::new(),
         sysctls: None,
         noprefixroute: false,
+        held: Vec::new(),
     }
 }
 

@@ -38,7 +38,7 @@ impl Desired {
         current_slots: &HashMap<multinic_api::MacAddress, u8>,
     ) -> Self {
         let sticky = |mac: &multinic_api::MacAddress| current_slots.get(mac).copied();
-        let (node, unplaced) = DesiredNode::build(&checked.valid, options, &sticky);
+        let (mut node, unplaced) = DesiredNode::build(&checked.valid, options, &sticky);
         let mut failed: Vec<NicResult> = checked
             .invalid
             .into_iter()
@@ -52,11 +52,23 @@ impl Desired {
                 .iter()
                 .map(|NoFreeSlot { index }| no_slot(*index, &checked.valid)),
         );
+        // A failed entry never takes down the NIC it names: the engine leaves it as it is.
+        node.held = failed
+            .iter()
+            .filter_map(|f| f.entry.mac_address.parse::<multinic_api::MacAddress>().ok())
+            .map(|mac| mac.to_string())
+            .collect();
         Self {
             node,
             failed,
             generation: checked.generation,
         }
+    }
+
+    /// Whether `result` is the engine's note on a held NIC, which the failed entry for it
+    /// already reports.
+    pub fn holds(&self, result: &NicResult) -> bool {
+        result.source_index.is_none() && self.node.held.contains(&result.entry.mac_address)
     }
 }
 

@@ -72,7 +72,8 @@ impl<'a> Runner<'a> {
     /// Applies the desired node; the result holds every entry (failed ones included).
     pub(crate) async fn apply(&mut self, desired: &Desired) -> Result<Vec<NicResult>, AgentError> {
         let mut results = desired.failed.clone();
-        results.extend(self.node().await?.apply(&desired.node).await?);
+        let applied = self.node().await?.apply(&desired.node).await?;
+        results.extend(applied.into_iter().filter(|r| !desired.holds(r)));
         Ok(results)
     }
 

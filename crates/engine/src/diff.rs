@@ -255,6 +255,7 @@ pub(crate) fn plan_runtime(
         &desired_macs,
         &owned_macs,
         journal,
+        &desired.held,
         config,
     ));
     let (sim, parking) = park_or_conflict(&mut nics, state);
@@ -357,6 +358,7 @@ fn find_orphans(
     desired_macs: &BTreeSet<MacAddress>,
     owned_macs: &BTreeSet<MacAddress>,
     journal: &[OwnedFile],
+    held: &[String],
     config: &EngineConfig,
 ) -> Vec<NicPlan> {
     let mut nics = Vec::new();
@@ -390,7 +392,12 @@ fn find_orphans(
         if !owned_macs.contains(&mac) && !rule_evidence && journaled.is_none() {
             continue;
         }
+        // Skipped NICs keep their addresses, tables and files.
         let action = match protection(link, state, &config.guard) {
+            _ if held.contains(&mac.to_string()) => skip(
+                InterfaceReason::InvalidSpec,
+                "left as configured: its source entry is invalid".into(),
+            ),
             Some(why) => skip(InterfaceReason::PrimaryInterfaceProtected, why),
             None => NicAction::Remove,
         };

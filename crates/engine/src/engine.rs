@@ -154,6 +154,7 @@ impl Engine {
             nics: Vec::new(),
             sysctls: None,
             noprefixroute: false,
+            held: Vec::new(),
         };
         self.apply(&empty).await
     }

@@ -1,11 +1,12 @@
 //! `multinic agent --source db` against a real MariaDB server started for the test inside the
 //! test's network namespace (on its 127.0.0.1): rows are read, NICs configured, a row with bad
-//! data is reported by its database id without stopping the rest, `netplan_success` is
-//! written back, and the password never shows. Fails (never skips) without MariaDB.
+//! data is reported by its database id without stopping the rest (and the NIC it names stays
+//! as configured), `netplan_success` is written back, and the password never shows. Fails
+//! (never skips) without MariaDB.
 
 mod agent_support;
 
-use agent_support::{AgentRun, MariaDb, Netns, TempDir, run_agent};
+use agent_support::{AgentRun, MariaDb, Netns, TempDir, legacy_tables, run_agent};
 
 const PASSWORD: &str = "S3cret-pw-7781";
 
@@ -180,4 +181,73 @@ fn wrong_password_exits_1_without_showing_it() {
     for output in [&run.stderr, &run.stdout, &run.report_text] {
         assert!(!output.contains(wrong), "password leaked: {output}");
     }
+}
+
+#[test]
+fn a_row_that_turns_invalid_leaves_its_nic_as_configured() {
+    let ns = Netns::new();
+    ns.add_nic("0", "fa:16:3e:00:04:01");
+    ns.add_nic("1", "fa:16:3e:00:04:02");
+    let db = MariaDb::start(&ns);
+    db.sql(&format!(
+        "{}
+         INSERT INTO multi_subnet VALUES ('net-a', '192.0.2.0/24');
+         INSERT INTO multi_interface VALUES
+           (41, 'p41', 'net-a', 'fa:16:3e:00:04:01', 'worker-01', '192.0.2.41', 1450, NULL, NULL),
+           (42, 'p42', 'net-a', 'fa:16:3e:00:04:02', 'worker-01', '192.0.2.42', 1400, NULL, NULL);
+         CREATE USER 'agent'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}';
+         GRANT SELECT, UPDATE ON multinic_test.* TO 'agent'@'127.0.0.1';",
+        legacy_tables("multinic_test")
+    ));
+    let root = TempDir::new("db-held");
+    let first = db_agent(&ns, &db, &root, Credentials::Env(PASSWORD));
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_eq!(ns.addresses("multinic1"), ["192.0.2.42/24"]);
+    let files = |root: &TempDir| {
+        let mut names: Vec<String> = std::fs::read_dir(root.path().join("etc/netplan"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let configured_files = files(&root);
+    assert_eq!(configured_files.len(), 2, "{configured_files:?}");
+
+    // Row 42 goes bad: it is reported by id, and its NIC keeps address, MTU and file.
+    db.sql("UPDATE multinic_test.multi_interface SET address = '192.0.2.999' WHERE id = 42");
+    let held = db_agent(&ns, &db, &root, Credentials::Env(PASSWORD));
+    assert_eq!(held.code, 2, "{}", held.stderr);
+    let report = held.report();
+    let nics = report["interfaces"].as_array().unwrap();
+    assert_eq!(nics.len(), 2, "one entry per row: {report}");
+    assert_eq!(nics[0]["reason"], "Unchanged", "{report}");
+    assert_eq!(nics[1]["reason"], "InvalidSpec", "{report}");
+    let message = nics[1]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("multi_interface[id=42].address: "),
+        "{message}"
+    );
+    assert_eq!(ns.addresses("multinic1"), ["192.0.2.42/24"]);
+    assert_eq!(ns.mtu("multinic1"), 1400);
+    assert_eq!(files(&root), configured_files);
+    assert_eq!(
+        db.sql("SELECT netplan_success FROM multinic_test.multi_interface WHERE id = 42")
+            .trim(),
+        "0"
+    );
+
+    // Fixed again: nothing had to be rebuilt.
+    db.sql("UPDATE multinic_test.multi_interface SET address = '192.0.2.42' WHERE id = 42");
+    let fixed = db_agent(&ns, &db, &root, Credentials::Env(PASSWORD));
+    assert_eq!(fixed.code, 0, "{}", fixed.stderr);
+    let reasons: Vec<String> = fixed.reasons().into_iter().map(|(_, r)| r).collect();
+    assert_eq!(reasons, ["Unchanged", "Unchanged"]);
+
+    // A row that is gone (not invalid) still takes its NIC with it.
+    db.sql("DELETE FROM multinic_test.multi_interface WHERE id = 42");
+    let removed = db_agent(&ns, &db, &root, Credentials::Env(PASSWORD));
+    assert_eq!(removed.code, 0, "{}", removed.stderr);
+    assert!(!ns.has_link("multinic1") || ns.addresses("multinic1").is_empty());
+    assert_eq!(files(&root).len(), 1);
 }

@@ -114,6 +114,11 @@ pub struct DesiredNode {
     pub sysctls: Option<NicSysctls>,
     /// Whether addresses are added with `noprefixroute`.
     pub noprefixroute: bool,
+    /// MACs (lowercase colon form) of NICs whose source entry failed validation: they are
+    /// left exactly as they are configured, never removed as orphans, so one bad row cannot
+    /// take a working NIC down.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<String>,
 }
 
 /// A slot could not be given to an interface.
@@ -183,6 +188,7 @@ impl DesiredNode {
             nics,
             sysctls: options.sysctls,
             noprefixroute: options.noprefixroute,
+            held: Vec::new(),
         };
         (node, unplaced)
     }
