@@ -35,6 +35,8 @@ pub const NODE_ANNOTATION: &str = "multinic.io/node-name";
 pub const AGENT_RUNTIME_DIR: &str = "/run/multinic";
 /// The machine's DMI product UUID (the OpenStack instance id), read by the agent.
 pub const PRODUCT_UUID: &str = "/sys/class/dmi/id/product_uuid";
+/// Runtime units of systemd-networkd, which the D-Bus hand-off writes on Ubuntu (netplan).
+pub const NETWORKD_RUNTIME_DIR: &str = "/run/systemd/network";
 /// Where host paths are mounted inside the agent container.
 pub const HOST_ROOT: &str = "/host";
 /// Name of the agent container.
@@ -194,7 +196,8 @@ pub fn build_job(cfg: &JobConfig, req: JobRequest<'_>) -> Result<Job, JobError> 
         .flavor
         .host_paths()
         .iter()
-        .chain([AGENT_RUNTIME_DIR].iter())
+        .chain(std::iter::once(&AGENT_RUNTIME_DIR))
+        .chain(handoff_dirs(cfg, req.flavor))
         .map(|path| {
             host_volume(
                 path,
@@ -332,6 +335,15 @@ pub fn build_job(cfg: &JobConfig, req: JobRequest<'_>) -> Result<Job, JobError> 
         }),
         status: None,
     })
+}
+
+/// The host directories the hand-off writes for `flavor` (none without the D-Bus socket:
+/// then there is no hand-off).
+fn handoff_dirs(cfg: &JobConfig, flavor: OsFlavor) -> &'static [&'static str] {
+    match (cfg.dbus_socket.is_some(), flavor) {
+        (true, OsFlavor::Ubuntu) => &[NETWORKD_RUNTIME_DIR],
+        _ => &[],
+    }
 }
 
 /// Reads a cached Job back; `None` for Jobs without the controller's annotations.

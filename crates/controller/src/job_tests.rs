@@ -182,7 +182,7 @@ fn job_is_pinned_least_privileged_and_carries_the_spec() {
     let mut expected: Vec<_> = OsFlavor::Ubuntu
         .host_paths()
         .iter()
-        .chain(&["/run/multinic"])
+        .chain(&["/run/multinic", "/run/systemd/network"])
         .map(|p| (p.to_string(), "DirectoryOrCreate".to_string()))
         .collect();
     expected.push((PRODUCT_UUID.into(), "File".into()));
@@ -198,7 +198,7 @@ fn job_is_pinned_least_privileged_and_carries_the_spec() {
     let mut expected: Vec<_> = OsFlavor::Ubuntu
         .host_paths()
         .iter()
-        .chain(&["/run/multinic", PRODUCT_UUID])
+        .chain(&["/run/multinic", "/run/systemd/network", PRODUCT_UUID])
         .map(|p| format!("/host{p}"))
         .collect();
     expected.push("/run/dbus/system_bus_socket".into());
@@ -299,6 +299,10 @@ fn rhel_gets_only_its_own_paths_and_config_is_honoured() {
         .map(|v| v.host_path.as_ref().unwrap().path.clone())
         .collect();
     assert_eq!(&paths[..paths.len() - 3], OsFlavor::Rhel9.host_paths());
+    assert!(
+        !paths.iter().any(|p| p == "/run/systemd/network"),
+        "networkd is Ubuntu's"
+    );
     assert!(!paths.iter().any(|p| p.contains("netplan")));
     let sc = pod.containers[0].security_context.as_ref().unwrap();
     assert_eq!(

@@ -223,6 +223,7 @@ pub async fn apply(obj: Arc<MultiNicNodeConfig>, ctx: &Context) -> Result<Requeu
                 jobs.retain(|j| j.name != job_facts.name);
             }
             Action::Settle { verdict, requeue } => {
+                ctx.slots.declined(&ObjectRef::from_obj(obj.as_ref()));
                 if verdict.reason == multinic_api::StateReason::RolloutPaused {
                     ctx.fleet.pause(&ObjectRef::from_obj(obj.as_ref()));
                 }
@@ -314,6 +315,7 @@ pub async fn apply(obj: Arc<MultiNicNodeConfig>, ctx: &Context) -> Result<Requeu
                 return Ok(Requeue::requeue(deadline + JOB_RECHECK_GRACE));
             }
             Action::Wait(requeue) => {
+                ctx.slots.declined(&ObjectRef::from_obj(obj.as_ref()));
                 return Ok(requeue.map_or_else(Requeue::await_change, Requeue::requeue));
             }
         }

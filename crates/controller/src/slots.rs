@@ -16,6 +16,8 @@ struct Inner {
     in_flight: HashMap<String, Instant>,
     waiting: VecDeque<Waiter>,
     waiting_set: HashSet<Waiter>,
+    /// Woken for a free slot and not yet back.
+    woken: HashSet<Waiter>,
 }
 
 /// Reservations of Job slots, keyed by `namespace/job-name`.
@@ -42,6 +44,7 @@ impl JobSlots {
         if inner.in_flight.contains_key(job) {
             return true;
         }
+        inner.woken.remove(waiter);
         if inner.in_flight.len() < self.cap {
             inner.in_flight.insert(job.to_string(), Instant::now());
             inner.waiting_set.remove(waiter);
@@ -61,6 +64,15 @@ impl JobSlots {
             .or_insert_with(Instant::now);
     }
 
+    /// `waiter` was woken for a slot but needs none now (it settled otherwise): the slot
+    /// passes on to the next waiter instead of staying free until a safety requeue.
+    pub fn declined(&self, waiter: &Waiter) {
+        let mut inner = self.lock();
+        if inner.woken.remove(waiter) {
+            self.wake_free(&mut inner);
+        }
+    }
+
     /// Frees the slot of `job` and wakes as many waiters as there are free slots.
     pub fn release(&self, job: &str) {
         let mut inner = self.lock();
@@ -70,14 +82,18 @@ impl JobSlots {
     }
 
     /// Frees reservations older than `max_age` whose Job is not `alive` (deleted by someone
-    /// else, or never created), so a lost Job cannot hold a slot forever.
+    /// else, or never created), so a lost Job cannot hold a slot forever; forgets who was
+    /// woken for a slot (one deleted meanwhile never comes back to take it).
     pub fn sweep(&self, max_age: Duration, alive: impl Fn(&str) -> bool) {
         let mut inner = self.lock();
         let before = inner.in_flight.len();
         inner
             .in_flight
             .retain(|job, since| since.elapsed() < max_age || alive(job));
-        if inner.in_flight.len() < before {
+        // A woken waiter that never came back (deleted meanwhile) gives up its claim.
+        let stale_claims = !inner.woken.is_empty();
+        inner.woken.clear();
+        if inner.in_flight.len() < before || stale_claims {
             self.wake_free(&mut inner);
         }
     }
@@ -93,12 +109,16 @@ impl JobSlots {
     }
 
     fn wake_free(&self, inner: &mut Inner) {
-        let free = self.cap.saturating_sub(inner.in_flight.len());
+        // Those woken and not yet back hold a claim on the free slots already.
+        let free = self
+            .cap
+            .saturating_sub(inner.in_flight.len() + inner.woken.len());
         for _ in 0..free {
             let Some(next) = inner.waiting.pop_front() else {
                 break;
             };
             inner.waiting_set.remove(&next);
+            inner.woken.insert(next.clone());
             let _ = self.wake.send(next);
         }
     }
@@ -132,6 +152,24 @@ mod tests {
         assert!(rx.try_recv().is_err(), "only one slot freed");
         slots.release("ns/unknown");
         assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_woken_waiter_that_needs_no_slot_passes_it_on() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let slots = JobSlots::new(1, tx);
+        assert!(slots.reserve("ns/a", &waiter("a")));
+        assert!(!slots.reserve("ns/b", &waiter("b")));
+        assert!(!slots.reserve("ns/c", &waiter("c")));
+        slots.release("ns/a");
+        assert_eq!(rx.try_recv().unwrap(), waiter("b"));
+        // b settles without a Job (e.g. the rollout is paused): c gets the slot.
+        slots.declined(&waiter("b"));
+        assert_eq!(rx.try_recv().unwrap(), waiter("c"));
+        // Declining when not woken for a slot wakes nobody.
+        slots.declined(&waiter("b"));
+        assert!(rx.try_recv().is_err());
+        assert!(slots.reserve("ns/c", &waiter("c")));
     }
 
     #[test]

@@ -264,3 +264,80 @@ async fn a_cordoned_node_gets_no_job_until_it_is_uncordoned() {
     assert!(cluster.addresses(&node.name).contains("10.60.0.5"));
     cluster.sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_name_held_by_someone_else_is_never_taken_for_ours() {
+    use k8s_openapi::api::batch::v1::Job;
+    use kube::ResourceExt;
+    use kube::api::PostParams;
+    use multinic_api::report::AgentAction;
+    let cluster = Cluster::start(1).await;
+    let node = Cluster::node(0);
+    // Written while no controller runs, so the Job name it will use is known first.
+    let obj = cluster
+        .create(&node.name, spec_for(0, &[(0, "10.70.0.5", "10.70.0.0/24")]))
+        .await;
+    let name = multinic_controller::job::job_name(
+        &node.name,
+        &obj.uid().unwrap(),
+        AgentAction::Apply,
+        1,
+        1,
+    );
+    let foreign: Job = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "x", "image": "x", "command": ["sh", "-c", "sleep 30"]}]}}}
+    }))
+    .unwrap();
+    cluster
+        .jobs()
+        .create(&PostParams::default(), &foreign)
+        .await
+        .unwrap();
+    let _controller = RunningController::start(cluster.client.clone(), test_config());
+    let obj = cluster
+        .wait_for(&node.name, WAIT, |o| {
+            reason_is(o, NodeConfigState::Failed, StateReason::JobRejected)
+        })
+        .await;
+    assert!(
+        message(&obj).contains("does not belong"),
+        "{}",
+        message(&obj)
+    );
+    assert!(!cluster.addresses(&node.name).contains("10.70.0.5"));
+    cluster.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_resource_that_never_ran_needs_no_cleanup_job() {
+    let cluster = Cluster::start(1).await;
+    let _controller = RunningController::start(cluster.client.clone(), test_config());
+    let node = Cluster::node(0);
+    // The metadata network: the schema lets it through, validation refuses it.
+    cluster
+        .create(
+            &node.name,
+            spec_for(0, &[(0, "169.254.169.10", "169.254.169.0/24")]),
+        )
+        .await;
+    let obj = cluster
+        .wait_for(&node.name, WAIT, |o| {
+            reason_is(o, NodeConfigState::Failed, StateReason::InvalidSpec)
+        })
+        .await;
+    assert!(
+        message(&obj).contains("spec.interfaces[0].cidr"),
+        "{}",
+        message(&obj)
+    );
+    cluster.delete(&node.name).await;
+    cluster.wait_gone(&node.name).await;
+    assert_eq!(
+        cluster.requests("create", "jobs"),
+        0,
+        "no apply or cleanup Job"
+    );
+    cluster.sim.shutdown().await;
+}
