@@ -2,12 +2,14 @@
 //! benchmarks.
 //!
 //! [`Sim::start`] serves the Kubernetes API on `127.0.0.1` over plain HTTP (no auth), writes a
-//! kubeconfig for it, registers simulated Nodes and runs the Pods of Jobs that land on them
-//! through a [`PodRunner`]: [`ProcessRunner`] runs the container's command as a local process
-//! (inside the node's network namespace when the node has one), [`InstantRunner`] answers at
-//! once with a successful agent report (for scale runs).
+//! kubeconfig for it and starts a [`Kubelet`] against it. The [`Kubelet`] is a client of any
+//! API server (`multinic sim --api` runs it alone against a real one): it registers simulated
+//! Nodes and runs the Pods bound to them through a [`PodRunner`]: [`ProcessRunner`] runs the
+//! container's command as a local process (inside the node's network namespace when the node
+//! has one), [`InstantRunner`] answers at once with a successful agent report (for scale runs).
 
 pub mod builtin;
+mod clientcount;
 pub mod discovery;
 pub mod error;
 pub mod gc;
@@ -18,8 +20,10 @@ pub mod kubelet;
 pub mod meta;
 pub mod netns;
 pub mod node;
+mod nodereg;
 pub mod openapi;
 pub mod patch;
+mod podrun;
 pub mod podspec;
 pub mod protobuf;
 pub mod registry;
@@ -27,6 +31,7 @@ pub mod route;
 pub mod runner;
 pub mod runtime;
 pub mod scale;
+mod schedule;
 pub mod schema;
 pub mod selectors;
 pub mod store;
@@ -36,7 +41,8 @@ pub mod validate;
 pub mod watch;
 
 pub use error::{ApiError, SimError};
-pub use node::NodeSpec;
+pub use kubelet::{Kubelet, KubeletConfig};
+pub use node::{NETNS_ANNOTATION, NodeSpec};
 pub use runner::{InstantRunner, PodRunner, ProcessRunner, RunOutcome};
 pub use store::Store;
 
@@ -60,6 +66,17 @@ pub enum RunnerChoice {
     Custom(Arc<dyn PodRunner>),
 }
 
+impl RunnerChoice {
+    /// The runner this choice names.
+    pub fn into_runner(self) -> Arc<dyn PodRunner> {
+        match self {
+            RunnerChoice::Process { agent_binary } => Arc::new(ProcessRunner::new(agent_binary)),
+            RunnerChoice::Instant => Arc::new(InstantRunner),
+            RunnerChoice::Custom(r) => r,
+        }
+    }
+}
+
 /// How to start the simulator.
 #[derive(Clone)]
 pub struct SimConfig {
@@ -80,6 +97,8 @@ pub struct SimConfig {
     pub bookmark_interval: Duration,
     /// Who runs Job pods.
     pub runner: RunnerChoice,
+    /// How often the kubelet renews each node's Lease.
+    pub lease_renew_interval: Duration,
 }
 
 impl Default for SimConfig {
@@ -93,6 +112,7 @@ impl Default for SimConfig {
             history_limit: 10_000,
             bookmark_interval: Duration::from_secs(5),
             runner: RunnerChoice::Instant,
+            lease_renew_interval: Duration::from_secs(10),
         }
     }
 }
@@ -111,7 +131,8 @@ impl SimConfig {
 pub struct Sim;
 
 impl Sim {
-    /// Starts the API server, registers the nodes and starts the kubelet and Job controller.
+    /// Starts the API server and the Job controller, then the kubelet, which registers the
+    /// nodes through the API.
     pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
         runtime::start(config).await
     }
@@ -148,14 +169,26 @@ impl SimHandle {
         &self.store
     }
 
-    /// API requests served so far, by (verb, resource).
+    /// API requests served so far, by (verb, resource); the kubelet's included.
     pub fn request_counts(&self) -> BTreeMap<(String, String), u64> {
         self.counters.snapshot()
     }
 
-    /// Zeroes the request counters.
+    /// The part of [`SimHandle::request_counts`] the simulated kubelet sent.
+    pub fn kubelet_request_counts(&self) -> BTreeMap<(String, String), u64> {
+        self.runtime
+            .kubelet
+            .as_ref()
+            .map(Kubelet::request_counts)
+            .unwrap_or_default()
+    }
+
+    /// Zeroes the request counters (the server's and the kubelet's).
     pub fn reset_request_counts(&self) {
-        self.counters.reset()
+        self.counters.reset();
+        if let Some(k) = &self.runtime.kubelet {
+            k.reset_request_counts();
+        }
     }
 
     /// Changes how many changes are kept for watch resumption (a tiny value forces 410).
@@ -170,7 +203,7 @@ impl SimHandle {
 
     /// Name of a node's network namespace, when it has one.
     pub fn node_netns(&self, node: &str) -> Option<String> {
-        self.runtime.netns_of(node)
+        self.runtime.kubelet.as_ref()?.netns_of(node)
     }
 
     /// Stops serving, ends running pods and removes namespaces and directories.

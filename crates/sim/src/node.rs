@@ -7,6 +7,9 @@ use std::net::Ipv4Addr;
 /// The OS images nodes alternate between.
 pub const OS_IMAGES: [&str; 2] = ["Ubuntu 22.04.4 LTS", "Rocky Linux 9.3 (Blue Onyx)"];
 
+/// Annotation on each simulated Node naming the network namespace that backs it.
+pub const NETNS_ANNOTATION: &str = "sim.multinic.io/netns";
+
 /// NICs each generated node gets (besides none: the primary NIC is not simulated).
 pub const NICS_PER_NODE: usize = 3;
 
@@ -49,9 +52,10 @@ impl NodeSpec {
         }
     }
 
-    /// The Node object (metadata + spec) the kubelet registers.
-    pub fn object(&self) -> Value {
-        json!({
+    /// The Node object the kubelet registers: metadata (with [`NETNS_ANNOTATION`] when a
+    /// namespace backs it), spec and status (a Node's status is kept on create).
+    pub fn object(&self, netns: Option<&str>) -> Value {
+        let mut node = json!({
             "apiVersion": "v1",
             "kind": "Node",
             "metadata": {
@@ -64,7 +68,12 @@ impl NodeSpec {
                 },
             },
             "spec": {"providerID": format!("openstack:///{}", self.system_uuid)},
-        })
+            "status": self.status(),
+        });
+        if let Some(ns) = netns {
+            node["metadata"]["annotations"] = json!({ NETNS_ANNOTATION: ns });
+        }
+        node
     }
 
     /// `/etc/os-release` matching [`NodeSpec::os_image`], as the node's root holds it.

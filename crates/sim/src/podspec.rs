@@ -11,7 +11,7 @@
 //! `--report=/dev/termination-log`, `/host/etc/netplan/x.yaml` and `sh -c "echo > /dev/termination-log"`
 //! are all mapped; the longest mountPath wins.
 
-use crate::runner::PodRun;
+use crate::runner::{PodRun, StopSignal};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -148,8 +148,13 @@ fn host_path_target(root: &Path, host_path: &Value) -> std::io::Result<PathBuf> 
 }
 
 /// Prepares the first container of `pod` to run on `node`, creating `pod_dir` and its mount
-/// links.
-pub fn prepare(pod: &Value, node: &NodeContext, pod_dir: &Path) -> Result<PodRun, String> {
+/// links; `stop` is how the kubelet will ask the container to end.
+pub fn prepare(
+    pod: &Value,
+    node: &NodeContext,
+    pod_dir: &Path,
+    stop: StopSignal,
+) -> Result<PodRun, String> {
     let container = pod
         .pointer("/spec/containers/0")
         .ok_or("the pod has no containers")?;
@@ -276,6 +281,7 @@ pub fn prepare(pod: &Value, node: &NodeContext, pod_dir: &Path) -> Result<PodRun
         pod_dir: pod_dir.to_path_buf(),
         termination_log,
         node_root: node.root.clone(),
+        stop,
     })
 }
 
@@ -300,7 +306,7 @@ mod tests {
                 "env": [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
                         {"name": "MULTINIC_ROOT", "value": "/host"}],
                 "volumeMounts": [{"name": "etc", "mountPath": "/host/etc"}]}]}});
-        let run = prepare(&pod, &node, &dir.join("pod")).unwrap();
+        let run = prepare(&pod, &node, &dir.join("pod"), StopSignal::new().1).unwrap();
         let link = dir.join("pod/mounts/etc");
         assert_eq!(
             run.command,

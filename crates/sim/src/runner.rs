@@ -8,6 +8,7 @@ use multinic_api::report::{AgentAction, AgentReport, REPORT_VERSION, ReportInter
 use multinic_api::{InterfaceReason, MultiNicNodeConfigSpec};
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::time::Duration;
 
 /// Everything a runner needs to run one Pod's (first) container.
 #[derive(Clone, Debug)]
@@ -30,6 +31,40 @@ pub struct PodRun {
     pub termination_log: PathBuf,
     /// The node's root directory (its stand-in for `/`).
     pub node_root: PathBuf,
+    /// Turns `Some(grace)` when the pod is being deleted: the container gets SIGTERM, and
+    /// SIGKILL once the grace period has passed.
+    pub stop: StopSignal,
+}
+
+/// The kubelet's request to end a container gracefully (see [`PodRun::stop`]).
+#[derive(Clone, Debug)]
+pub struct StopSignal(tokio::sync::watch::Receiver<Option<Duration>>);
+
+impl StopSignal {
+    /// A signal and the sender that raises it with the grace period.
+    pub fn new() -> (tokio::sync::watch::Sender<Option<Duration>>, Self) {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        (tx, Self(rx))
+    }
+
+    /// Whether termination was requested.
+    pub fn is_requested(&self) -> bool {
+        self.0.borrow().is_some()
+    }
+
+    /// Resolves with the grace period once termination is requested; never when the sender is
+    /// gone without asking (the pod's task is then being dropped, which kills the container).
+    pub async fn requested(&mut self) -> Duration {
+        let requested = self
+            .0
+            .wait_for(Option::is_some)
+            .await
+            .map(|g| g.unwrap_or_default());
+        match requested {
+            Ok(grace) => grace,
+            Err(_) => std::future::pending().await,
+        }
+    }
 }
 
 /// How a container ended.
@@ -145,17 +180,34 @@ impl PodRunner for ProcessRunner {
                 .kill_on_drop(true);
             // Its own process group, so the whole container (children included) can be ended.
             cmd.process_group(0);
+            let mut stop = pod.stop.clone();
             let status = match cmd.spawn() {
                 Ok(mut child) => {
-                    let _group = child.id().map(ProcessGroup);
-                    child.wait().await
+                    let group = child.id().map(ProcessGroup);
+                    tokio::select! {
+                        status = child.wait() => status,
+                        grace = stop.requested() => {
+                            // As a container runtime does: SIGTERM to every process of the
+                            // container, SIGKILL to what is left after the grace period.
+                            if let Some(g) = &group {
+                                g.signal("TERM");
+                            }
+                            match tokio::time::timeout(grace, child.wait()).await {
+                                Ok(status) => status,
+                                Err(_) => {
+                                    drop(group);
+                                    child.wait().await
+                                }
+                            }
+                        }
+                    }
                 }
                 Err(e) => return failed(format!("starting {}: {e}", argv.join(" "))),
             };
             let log_tail = tail(&std::fs::read_to_string(&log_path).unwrap_or_default(), 20);
             match status {
                 Ok(s) => RunOutcome {
-                    exit_code: s.code().unwrap_or(137),
+                    exit_code: exit_code(s),
                     log_tail,
                 },
                 Err(e) => failed(e.to_string()),
@@ -169,13 +221,29 @@ impl PodRunner for ProcessRunner {
 /// runtime ends every process of a container.
 struct ProcessGroup(u32);
 
-impl Drop for ProcessGroup {
-    fn drop(&mut self) {
+impl ProcessGroup {
+    fn signal(&self, signal: &str) {
         let _ = std::process::Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.0)])
+            .args([&format!("-{signal}"), "--", &format!("-{}", self.0)])
             .stderr(Stdio::null())
             .status();
     }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.signal("KILL");
+    }
+}
+
+/// The exit code a container runtime reports: the process's own, or 128 + the signal that
+/// ended it (143 for SIGTERM, 137 for SIGKILL).
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(137)
 }
 
 /// Answers at once: writes a successful report for the spec in `MULTINIC_NODE_SPEC` to the

@@ -1,20 +1,16 @@
-//! Starting and stopping the whole simulator: the API server, the kubeconfig, node
-//! registration (with network namespaces and root directories), the kubelet and the Job
-//! controller; and taking all of it down again.
+//! Starting and stopping the whole simulator: the API server, the kubeconfig, the Job
+//! controller and the kubelet (a client of this server, registering the nodes); and taking all
+//! of it down again.
 
 use crate::error::SimError;
 use crate::http::{AppState, RequestCounters};
-use crate::kubelet::core;
-use crate::netns::NetnsGuard;
-use crate::podspec::NodeContext;
-use crate::runner::{InstantRunner, PodRunner, ProcessRunner};
-use crate::store::{Store, Target};
-use crate::{RunnerChoice, SimConfig, SimHandle, meta};
+use crate::kubelet::{Kubelet, KubeletConfig};
+use crate::store::Store;
+use crate::{SimConfig, SimHandle};
 use serde_json::json;
-use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -22,37 +18,25 @@ use tokio::task::JoinHandle;
 pub(crate) struct Runtime {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    pods: Arc<Mutex<HashMap<String, JoinHandle<()>>>>,
-    netns: HashMap<String, NetnsGuard>,
+    pub(crate) kubelet: Option<Kubelet>,
     work_dir: Option<PathBuf>,
 }
 
 impl Runtime {
-    pub(crate) fn netns_of(&self, node: &str) -> Option<String> {
-        self.netns.get(node).map(|g| g.name().to_string())
-    }
-
     pub(crate) async fn stop(&mut self) {
-        let _ = self.shutdown.send(true);
-        // Wait for the aborted pods: their futures kill the processes when dropped.
-        for t in self.abort_pods() {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
+        // The kubelet first: its pods' processes end while the server still answers.
+        if let Some(k) = self.kubelet.as_mut() {
+            k.stop().await;
         }
+        self.kubelet = None;
+        let _ = self.shutdown.send(true);
         for t in self.tasks.drain(..) {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
         }
         self.cleanup();
     }
 
-    fn abort_pods(&self) -> Vec<JoinHandle<()>> {
-        let mut pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
-        let tasks: Vec<JoinHandle<()>> = pods.drain().map(|(_, t)| t).collect();
-        tasks.iter().for_each(JoinHandle::abort);
-        tasks
-    }
-
     fn cleanup(&mut self) {
-        self.netns.clear();
         if let Some(dir) = self.work_dir.take() {
             // A process that was just killed may still have been writing: retry briefly.
             for _ in 0..20 {
@@ -67,8 +51,9 @@ impl Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
+        // Dropping the kubelet kills its pods' processes and removes its namespaces.
+        self.kubelet = None;
         let _ = self.shutdown.send(true);
-        self.abort_pods();
         for t in &self.tasks {
             t.abort();
         }
@@ -114,13 +99,14 @@ pub(crate) async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
     let mut runtime = Runtime {
         shutdown,
         tasks: Vec::new(),
-        pods: Arc::default(),
-        netns: HashMap::new(),
+        kubelet: None,
         work_dir: owned,
     };
 
     let store = Arc::new(Store::new(config.history_limit));
-    let namespaces = core(&store, "namespaces");
+    let namespaces = store
+        .lookup("", "v1", "namespaces")
+        .expect("built-in types are always served");
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         store.create(&namespaces, None, json!({"metadata": {"name": ns}}))?;
     }
@@ -163,58 +149,24 @@ pub(crate) async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
         .unwrap_or_else(|| work_dir.join("kubeconfig"));
     write(&kubeconfig_path, &kubeconfig(&base_url))?;
 
-    let nodes_rt = core(&store, "nodes");
-    let mut nodes = HashMap::new();
-    for (i, spec) in config.nodes.iter().enumerate() {
-        let netns = if config.netns {
-            let name = format!("mnsim-{}-{seq}-{i}", std::process::id());
-            let guard = NetnsGuard::create(&name, &spec.name, &spec.macs)?;
-            runtime.netns.insert(spec.name.clone(), guard);
-            Some(name)
-        } else {
-            None
-        };
-        let root = work_dir.join("nodes").join(&spec.name).join("root");
-        for dir in spec.config_dirs() {
-            mkdir(&root.join(dir))?;
-        }
-        write(&root.join("etc/os-release"), &spec.os_release())?;
-        store.create(&nodes_rt, None, spec.object())?;
-        let status = spec.status();
-        store.modify(&nodes_rt, None, &spec.name, Target::Status, |cur| {
-            let mut o = cur.clone();
-            o["status"] = status;
-            Ok(o)
-        })?;
-        register_lease(&store, &spec.name)?;
-        nodes.insert(
-            spec.name.clone(),
-            NodeContext {
-                name: spec.name.clone(),
-                netns,
-                root,
-                ip: spec.internal_ip.to_string(),
-            },
-        );
-    }
-    let runner: Arc<dyn PodRunner> = match &config.runner {
-        RunnerChoice::Process { agent_binary } => {
-            Arc::new(ProcessRunner::new(agent_binary.clone()))
-        }
-        RunnerChoice::Instant => Arc::new(InstantRunner),
-        RunnerChoice::Custom(r) => r.clone(),
-    };
-    runtime.tasks.push(crate::kubelet::spawn(
-        store.clone(),
-        nodes,
-        runner,
-        runtime.pods.clone(),
-        work_dir.clone(),
-        shutdown_rx.clone(),
-    ));
     runtime
         .tasks
         .push(tokio::spawn(crate::jobs::run(store.clone(), shutdown_rx)));
+    let kubelet_config = KubeletConfig {
+        netns: config.netns,
+        netns_prefix: format!("mnsim-{}-{seq}", std::process::id()),
+        adopt_api_nodes: true,
+        lease_renew_interval: config.lease_renew_interval,
+        ..KubeletConfig::new(
+            config.nodes.clone(),
+            work_dir.clone(),
+            config.runner.clone().into_runner(),
+        )
+    };
+    let uri: axum::http::Uri = base_url
+        .parse()
+        .map_err(|e: axum::http::uri::InvalidUri| SimError::Client(e.to_string()))?;
+    runtime.kubelet = Some(Kubelet::start(kube::Config::new(uri), kubelet_config).await?);
     Ok(SimHandle {
         base_url,
         port,
@@ -224,21 +176,4 @@ pub(crate) async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
         counters,
         runtime,
     })
-}
-
-/// The node's heartbeat Lease in kube-node-lease, as a kubelet keeps one (`kubectl describe
-/// node` shows it).
-fn register_lease(store: &Store, node: &str) -> Result<(), SimError> {
-    let (Some(leases), Some(nodes)) = (
-        store.lookup("coordination.k8s.io", "v1", "leases"),
-        store.lookup("", "v1", "nodes"),
-    ) else {
-        return Ok(());
-    };
-    let uid = meta::uid(&store.get(&nodes, None, node)?).to_string();
-    let lease = json!({"metadata": {"name": node,
-        "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": node, "uid": uid}]},
-        "spec": {"holderIdentity": node, "leaseDurationSeconds": 40, "renewTime": meta::now_micro()}});
-    store.create(&leases, Some("kube-node-lease"), lease)?;
-    Ok(())
 }
