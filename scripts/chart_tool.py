@@ -194,15 +194,30 @@ def check_daemonset(objects: list[dict[str, Any]]) -> None:
             env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName",
             "NODE_NAME must come from spec.nodeName",
         )
-        for name, entry in env.items():
+        for name in env:
             if "PASSWORD" in name:
-                expect("secretKeyRef" in entry.get("valueFrom", {}), f"{name} must come from a Secret")
+                expect(name == "DB_PASSWORD_FILE", f"{name}: the password comes only as a file")
+        password = [v for v in pod["volumes"] if v["name"] == "db-password"]
+        expect(
+            len(password) == 1 and "secret" in password[0],
+            "the database password must be a file from the Secret",
+        )
 
 
 # Values that must make rendering fail, and a word the error must contain.
 MUST_FAIL: list[tuple[str, dict[str, Any], str]] = [
     ("misspelt key", {"controler": {"replicas": 1}}, "controler"),
     ("password in values", {"daemonset": {"db": {"password": "secret"}}}, "password"),
+    (
+        "verifying the database's certificate without a CA",
+        {
+            "daemonset": {
+                "enabled": True,
+                "db": {"host": "db", "existingSecret": "s", "tls": {"mode": "verify-ca"}},
+            }
+        },
+        "caSecret",
+    ),
     (
         "DaemonSet without a credentials Secret",
         {"daemonset": {"enabled": True, "db": {"host": "db"}}},
