@@ -133,9 +133,10 @@ pub enum DbTlsMode {
 pub struct GuardConfig {
     /// Allow touching the NIC with the default route / node address.
     pub allow_primary: bool,
-    /// Addresses whose NICs are never touched.
+    /// Addresses whose NICs are never touched (the Node's InternalIP/ExternalIP).
     pub protect_addresses: Vec<IpAddr>,
     /// TCP endpoint that must stay reachable after applying (`host:port`); reverted if not.
+    /// The API server's service address from the Pod's environment unless set otherwise.
     pub probe: Option<String>,
 }
 
@@ -182,8 +183,11 @@ pub struct AgentConfig {
     pub action: AgentAction,
     /// Where the desired NICs come from.
     pub source: SourceConfig,
-    /// Node this agent runs on.
+    /// Node this agent runs on (from the downward API in a Job), compared with the spec's
+    /// `nodeName`.
     pub node_name: String,
+    /// How long to wait for another agent on this node to finish before giving up.
+    pub lock_wait: Duration,
     /// Prefix of every host file path (`/` on a real node).
     pub root: PathBuf,
     /// OS flavor override (`ubuntu`, `rhel9`, ...); detected from `<root>/etc/os-release` if unset.

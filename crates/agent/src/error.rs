@@ -17,6 +17,15 @@ pub enum AgentError {
     /// The apply engine failed as a whole (no netlink access, a failed revert ...).
     #[error("engine: {0}")]
     Engine(String),
+    /// The host lock could not be taken: another agent is changing this node, or the lock
+    /// file under the root is unusable.
+    #[error("host lock {}: {detail}", path.display())]
+    Lock {
+        /// The lock file.
+        path: std::path::PathBuf,
+        /// Why it could not be taken.
+        detail: String,
+    },
     /// The health/metrics endpoint could not be served.
     #[error("serving {addr}: {source}")]
     Serve {

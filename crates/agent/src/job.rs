@@ -4,18 +4,23 @@
 
 use crate::config::AgentConfig;
 use crate::error::AgentError;
+use crate::lock::{self, HostLock};
 use crate::outcome::{self, NicResult};
 use crate::runner::Runner;
 use multinic_api::report::{AgentAction, AgentReport, encode_report};
+use multinic_engine::Interrupt;
 use std::path::Path;
 use std::time::Instant;
 
-/// Runs once and returns the process exit code.
+/// Runs once and returns the process exit code. SIGTERM (the Job deleted, the node drained)
+/// stops the run where it is: it reverts what it changed, and the report is still written.
 pub async fn run_job(config: &AgentConfig) -> u8 {
     let started = Instant::now();
+    let stop = Interrupt::default();
+    stop_on_sigterm(&stop);
     let (generation, results, error) = match config.action {
-        AgentAction::Apply => apply(config).await,
-        AgentAction::Cleanup => cleanup(config).await,
+        AgentAction::Apply => apply(config, &stop).await,
+        AgentAction::Cleanup => cleanup(config, &stop).await,
     };
     let report = outcome::report(
         &config.node_name,
@@ -55,9 +60,31 @@ fn write_report(path: &Path, text: &str) -> std::io::Result<()> {
 
 type RunResult = (Option<i64>, Vec<NicResult>, Option<AgentError>);
 
-async fn apply(config: &AgentConfig) -> RunResult {
+/// Sets `stop` when SIGTERM arrives (the handler is installed before this returns).
+fn stop_on_sigterm(stop: &Interrupt) {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                if term.recv().await.is_some() {
+                    tracing::warn!("SIGTERM received: stopping the run and reverting its changes");
+                    stop.set();
+                }
+            });
+        }
+        Err(e) => tracing::error!(error = %e, "cannot handle SIGTERM"),
+    }
+}
+
+async fn apply(config: &AgentConfig, stop: &Interrupt) -> RunResult {
     let mut runner = match Runner::new(config) {
         Ok(r) => r,
+        Err(e) => return (None, Vec::new(), Some(e)),
+    };
+    runner.stop_on(stop.clone());
+    let _lock = match host_lock(config).await {
+        Ok(lock) => lock,
         Err(e) => return (None, Vec::new(), Some(e)),
     };
     let desired = match runner.desired().await {
@@ -90,9 +117,14 @@ async fn apply(config: &AgentConfig) -> RunResult {
     }
 }
 
-async fn cleanup(config: &AgentConfig) -> RunResult {
+async fn cleanup(config: &AgentConfig, stop: &Interrupt) -> RunResult {
     let mut runner = match Runner::new(config) {
         Ok(r) => r,
+        Err(e) => return (None, Vec::new(), Some(e)),
+    };
+    runner.stop_on(stop.clone());
+    let _lock = match host_lock(config).await {
+        Ok(lock) => lock,
         Err(e) => return (None, Vec::new(), Some(e)),
     };
     let node = match runner.node().await {
@@ -112,6 +144,16 @@ async fn cleanup(config: &AgentConfig) -> RunResult {
         Ok(results) => (None, results, None),
         Err(e) => (None, Vec::new(), Some(e)),
     }
+}
+
+/// The host lock for a run that may write; a dry run changes nothing and takes none.
+async fn host_lock(config: &AgentConfig) -> Result<Option<HostLock>, AgentError> {
+    if config.dry_run {
+        return Ok(None);
+    }
+    lock::acquire(&config.root, config.lock_wait)
+        .await
+        .map(Some)
 }
 
 fn print_plan(plan: &multinic_engine::Plan) {

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod error;
+pub mod lock;
 pub mod metrics;
 pub mod outcome;
 pub mod source;

@@ -7,8 +7,8 @@ use crate::error::AgentError;
 use crate::outcome::NicResult;
 use multinic_api::MacAddress;
 use multinic_engine::{
-    ApplyOutcome, Engine, EngineConfig, EngineError, GuardConfig, NoopHandoff, Plan, ProbeConfig,
-    handoff_for,
+    ApplyOutcome, Engine, EngineConfig, EngineError, GuardConfig, Interrupt, NoopHandoff, Plan,
+    ProbeConfig, handoff_for,
 };
 use multinic_netconf::{DesiredNode, OsFlavor};
 use std::collections::HashMap;
@@ -27,6 +27,7 @@ impl Node {
     pub(crate) async fn connect(
         config: &AgentConfig,
         flavor: OsFlavor,
+        interrupt: &Interrupt,
     ) -> Result<Self, AgentError> {
         let mut engine_config = EngineConfig::new(config.root.clone(), flavor);
         engine_config.guard = GuardConfig {
@@ -44,7 +45,11 @@ impl Node {
             Handoff::None => Box::new(NoopHandoff),
             Handoff::Auto { prefix } => handoff_for(flavor, prefix.clone()),
         };
-        let engine = Engine::connect(engine_config, handoff).map_err(engine_error)?;
+        #[cfg(feature = "fault-injection")]
+        test_hooks::install(&mut engine_config);
+        let engine = Engine::connect(engine_config, handoff)
+            .map_err(engine_error)?
+            .with_interrupt(interrupt.clone());
         Ok(Self { engine })
     }
 
@@ -107,12 +112,41 @@ fn engine_error(e: EngineError) -> AgentError {
     AgentError::Engine(e.to_string())
 }
 
-/// Resolves `host:port` (an address or a name) to the first address.
+/// Resolves `host:port` (an address or a name) to the first address, within the probe's
+/// timeout (a name lookup can hang as long as the resolver does).
 async fn resolve(target: &str) -> Result<std::net::SocketAddr, AgentError> {
     let bad = |detail: String| AgentError::Usage(format!("--probe {target:?}: {detail}"));
-    tokio::net::lookup_host(target)
+    tokio::time::timeout(PROBE_TIMEOUT, tokio::net::lookup_host(target))
         .await
+        .map_err(|_| {
+            bad(format!(
+                "no answer from the resolver within {PROBE_TIMEOUT:?}"
+            ))
+        })?
         .map_err(|e| bad(e.to_string()))?
         .next()
         .ok_or_else(|| bad("resolves to no address".into()))
+}
+
+/// Test-only hooks, compiled only with the `fault-injection` feature (the agent's end-to-end
+/// tests): pause a run after N writes so a test can signal or kill the agent right there.
+#[cfg(feature = "fault-injection")]
+mod test_hooks {
+    use multinic_engine::EngineConfig;
+
+    /// `N:/path/of/marker`: stop before write N+1, after creating the marker file.
+    const PAUSE_ENV: &str = "MULTINIC_TEST_PAUSE_AFTER_WRITES";
+
+    pub(super) fn install(config: &mut EngineConfig) {
+        let Ok(value) = std::env::var(PAUSE_ENV) else {
+            return;
+        };
+        let (n, marker) = value
+            .split_once(':')
+            .unwrap_or_else(|| panic!("{PAUSE_ENV}={value:?}: expected N:/path"));
+        let n = n
+            .parse()
+            .unwrap_or_else(|e| panic!("{PAUSE_ENV}={value:?}: {e}"));
+        config.fault.pause_after_writes = Some((n, marker.into()));
+    }
 }

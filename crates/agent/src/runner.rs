@@ -6,6 +6,7 @@ use crate::error::AgentError;
 use crate::node::Node;
 use crate::outcome::{Desired, NicResult, row_outcomes};
 use crate::source::{self, DbSource, LoadedSpec};
+use multinic_engine::Interrupt;
 use multinic_netconf::OsFlavor;
 use std::path::Path;
 
@@ -16,6 +17,10 @@ pub(crate) struct Runner<'a> {
     kube: Option<kube::Client>,
     db: Option<DbSource>,
     node: Option<Node>,
+    /// The machine's SMBIOS product UUID, when the root exposes it.
+    host_uuid: Option<String>,
+    /// Stops a running apply (SIGTERM in job mode).
+    interrupt: Interrupt,
 }
 
 impl<'a> Runner<'a> {
@@ -32,13 +37,20 @@ impl<'a> Runner<'a> {
             kube: None,
             db,
             node: None,
+            host_uuid: host_uuid(&config.root),
+            interrupt: Interrupt::default(),
         })
+    }
+
+    /// Lets `interrupt` stop this runner's applies: they revert what they changed and return.
+    pub(crate) fn stop_on(&mut self, interrupt: Interrupt) {
+        self.interrupt = interrupt;
     }
 
     /// The engine, connected on first use (and again after a failed connect).
     pub(crate) async fn node(&mut self) -> Result<&Node, AgentError> {
         if self.node.is_none() {
-            self.node = Some(Node::connect(self.config, self.flavor).await?);
+            self.node = Some(Node::connect(self.config, self.flavor, &self.interrupt).await?);
         }
         Ok(self.node.as_ref().expect("just connected"))
     }
@@ -47,6 +59,7 @@ impl<'a> Runner<'a> {
     pub(crate) async fn desired(&mut self) -> Result<Desired, AgentError> {
         let loaded = self.load().await?;
         let checked = loaded.check(&self.config.node_name)?;
+        loaded.check_instance(self.host_uuid.as_deref())?;
         let slots = self.node().await?.current_slots().await?;
         Ok(Desired::build(checked, &self.config.net, &slots))
     }
@@ -90,6 +103,22 @@ impl<'a> Runner<'a> {
     /// Drops the engine so the next pass reconnects (after an engine-level failure).
     pub(crate) fn reset_node(&mut self) {
         self.node = None;
+    }
+}
+
+/// Where the kernel shows the SMBIOS product UUID (the VM's instance id on OpenStack/KVM).
+const PRODUCT_UUID: &str = "sys/class/dmi/id/product_uuid";
+
+/// `<root>/sys/class/dmi/id/product_uuid`, when readable and not empty.
+fn host_uuid(root: &Path) -> Option<String> {
+    let path = root.join(PRODUCT_UUID);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => Some(text.trim().to_owned()),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::debug!(path = %path.display(), error = %e, "no product UUID; instanceId not checked");
+            None
+        }
     }
 }
 

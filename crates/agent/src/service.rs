@@ -7,6 +7,7 @@ use crate::config::AgentConfig;
 use crate::error::AgentError;
 use crate::http::{Health, router, unix_now};
 use crate::job::publish;
+use crate::lock;
 use crate::metrics::PassResult;
 use crate::outcome::{self, Desired, NicResult};
 use crate::runner::Runner;
@@ -145,6 +146,14 @@ async fn pass(runner: &mut Runner<'_>, health: &Health, converged: &mut Converge
         (unchanged(&desired, &plan), false)
     } else {
         let drifted = converged.0.as_ref() == Some(&desired.node);
+        // Another agent (a Job) may be changing the node: wait for it, or try next pass.
+        let _lock = match lock::acquire(&runner.config.root, runner.config.lock_wait).await {
+            Ok(lock) => lock,
+            Err(e) => {
+                tracing::error!(error = %e, "not applying");
+                return PassResult::Error;
+            }
+        };
         tracing::info!(drifted, "applying:\n{plan}");
         match runner.apply(&desired).await {
             Ok(results) => {

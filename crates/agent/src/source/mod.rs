@@ -56,6 +56,17 @@ pub enum SourceError {
         /// Node the agent runs on.
         expected: String,
     },
+    /// `spec.instanceId` names another machine than the one the agent runs on (the host's
+    /// SMBIOS product UUID): the resource was written for a VM this node is not.
+    #[error(
+        "spec.instanceId: {found:?} is not this machine (its product UUID is {expected:?}); nothing applied"
+    )]
+    WrongInstance {
+        /// Instance id the spec names.
+        found: String,
+        /// The host's product UUID.
+        expected: String,
+    },
     /// A problem with the spec as a whole (not one interface).
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
@@ -123,6 +134,21 @@ impl LoadedSpec {
         })
     }
 
+    /// Refuses a spec whose `instanceId` differs from the host's product UUID, when both are
+    /// known (compared without regard to case or surrounding space).
+    pub fn check_instance(&self, host_uuid: Option<&str>) -> Result<(), SourceError> {
+        let (Some(found), Some(expected)) = (self.spec.instance_id.as_deref(), host_uuid) else {
+            return Ok(());
+        };
+        if found.trim().eq_ignore_ascii_case(expected.trim()) {
+            return Ok(());
+        }
+        Err(SourceError::WrongInstance {
+            found: found.to_owned(),
+            expected: expected.trim().to_owned(),
+        })
+    }
+
     fn invalid_entry(&self, index: usize, messages: &[String]) -> ReportInterface {
         let iface = &self.spec.interfaces[index];
         let slot = iface
@@ -171,5 +197,39 @@ pub async fn load(
         SourceConfig::Db(_) => Err(SourceError::Missing(
             "the database source is read through DbSource".into(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loaded(instance_id: Option<&str>) -> LoadedSpec {
+        LoadedSpec {
+            spec: MultiNicNodeConfigSpec {
+                node_name: "worker-01".into(),
+                instance_id: instance_id.map(str::to_owned),
+                interfaces: Vec::new(),
+            },
+            generation: None,
+            labels: None,
+        }
+    }
+
+    #[test]
+    fn instance_id_must_match_the_product_uuid_when_both_are_known() {
+        let uuid = "8A3F5E2C-1B4D-4E6F-9A8B-7C6D5E4F3A2B";
+        let spec = loaded(Some("8a3f5e2c-1b4d-4e6f-9a8b-7c6d5e4f3a2b"));
+        assert!(spec.check_instance(Some(&format!(" {uuid}\n"))).is_ok());
+        assert!(
+            spec.check_instance(None).is_ok(),
+            "unreadable UUID: no check"
+        );
+        assert!(loaded(None).check_instance(Some(uuid)).is_ok());
+        let err = spec
+            .check_instance(Some("00000000-1b4d-4e6f-9a8b-7c6d5e4f3a2b"))
+            .unwrap_err();
+        assert!(matches!(err, SourceError::WrongInstance { .. }));
+        assert!(err.to_string().starts_with("spec.instanceId:"), "{err}");
     }
 }

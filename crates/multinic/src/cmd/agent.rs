@@ -89,12 +89,20 @@ pub struct AgentArgs {
     /// Print the plan and change nothing.
     #[arg(long, env = "MULTINIC_DRY_RUN")]
     pub dry_run: bool,
-    /// Node this agent runs on (else MY_NODE_NAME, else the short hostname).
-    #[arg(long, env = env::NODE_NAME)]
+    /// Node this agent runs on: the Pod's `spec.nodeName` from the downward API in a Job, so
+    /// the wrong-node check compares it with the spec's `nodeName` (two independent facts).
+    /// Else NODE_NAME, MY_NODE_NAME, the short hostname.
+    #[arg(long, env = "MULTINIC_NODE_NAME")]
     pub node_name: Option<String>,
+    /// Fallback node name (what earlier Jobs set).
+    #[arg(long = "node-name-fallback", env = env::NODE_NAME, hide = true)]
+    pub node_name_env: Option<String>,
     /// Fallback node name (the earlier agent's variable).
     #[arg(long, env = "MY_NODE_NAME", hide = true)]
     pub my_node_name: Option<String>,
+    /// How long to wait for another agent on this node (host lock) before giving up.
+    #[arg(long, env = "MULTINIC_LOCK_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
 
     /// Routing and sysctl options.
     #[command(flatten)]
@@ -103,17 +111,37 @@ pub struct AgentArgs {
     /// Allow configuring the NIC that carries the default route or the node address.
     #[arg(long, env = "MULTINIC_ALLOW_PRIMARY")]
     pub allow_primary: bool,
-    /// Never touch the NIC holding this address (repeatable; comma-separated in the env).
+    /// Never touch a NIC holding one of these addresses (the Node's addresses; comma-separated,
+    /// repeatable), nor a device below it, nor a NIC whose network overlaps one of its networks.
     #[arg(
-        long = "protect-address",
-        env = "MULTINIC_PROTECT_ADDRESSES",
+        long = "protected-addresses",
+        alias = "protect-address",
+        env = "MULTINIC_PROTECTED_ADDRESSES",
         value_delimiter = ',',
         value_name = "IP"
     )]
-    pub protect_addresses: Vec<IpAddr>,
-    /// TCP endpoint (host:port) that must stay reachable after applying, else revert.
+    pub protected_addresses: Vec<IpAddr>,
+    /// The same list under the variable earlier charts set.
+    #[arg(
+        long = "protect-addresses-legacy",
+        env = "MULTINIC_PROTECT_ADDRESSES",
+        value_delimiter = ',',
+        hide = true
+    )]
+    pub protect_addresses_legacy: Vec<IpAddr>,
+    /// TCP endpoint (host:port) that must stay reachable after applying, else revert. Defaults
+    /// to the API server (KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT) when those are set.
     #[arg(long, env = "MULTINIC_PROBE", value_name = "HOST:PORT")]
     pub probe: Option<String>,
+    /// Do not probe connectivity after applying.
+    #[arg(long, env = "MULTINIC_NO_PROBE", conflicts_with = "probe")]
+    pub no_probe: bool,
+    /// The API server's service address, set by the kubelet in every Pod.
+    #[arg(long, env = "KUBERNETES_SERVICE_HOST", hide = true)]
+    pub kubernetes_service_host: Option<String>,
+    /// The API server's service port, set by the kubelet in every Pod.
+    #[arg(long, env = "KUBERNETES_SERVICE_PORT", hide = true)]
+    pub kubernetes_service_port: Option<u16>,
 
     /// Tell the host's network manager about changed files: `auto` (networkd for Ubuntu,
     /// NetworkManager for RHEL) or `none`.
@@ -203,7 +231,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn config_from(args: AgentArgs) -> anyhow::Result<AgentConfig> {
-    let given = [&args.node_name, &args.my_node_name]
+    let given = [&args.node_name, &args.node_name_env, &args.my_node_name]
         .into_iter()
         .flatten()
         .map(|name| name.trim())
@@ -229,6 +257,11 @@ fn config_from(args: AgentArgs) -> anyhow::Result<AgentConfig> {
         },
         SourceArg::Db => SourceConfig::Db(db_config(&args)?),
     };
+    let guard = GuardConfig {
+        allow_primary: args.allow_primary,
+        protect_addresses: protected_addresses(&args),
+        probe: probe_target(&args),
+    };
     Ok(AgentConfig {
         mode: match args.mode {
             ModeArg::Job => RunMode::Job,
@@ -240,16 +273,13 @@ fn config_from(args: AgentArgs) -> anyhow::Result<AgentConfig> {
         },
         source,
         node_name,
+        lock_wait: args.lock_timeout,
         root: args.root,
         os: args.os,
         report_path: args.report,
         dry_run: args.dry_run,
         net: args.net.net_options(),
-        guard: GuardConfig {
-            allow_primary: args.allow_primary,
-            protect_addresses: args.protect_addresses,
-            probe: args.probe,
-        },
+        guard,
         handoff: match (args.handoff, args.handoff_prefix) {
             (HandoffArg::None, _) => Handoff::None,
             (HandoffArg::Auto, prefix) => Handoff::Auto {
@@ -265,6 +295,38 @@ fn config_from(args: AgentArgs) -> anyhow::Result<AgentConfig> {
             max_backoff: args.max_backoff.max(args.interval),
             metrics_addr: args.metrics_addr,
         },
+    })
+}
+
+/// Every protected address, from the current and the earlier variable, once each.
+fn protected_addresses(args: &AgentArgs) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    for ip in args
+        .protected_addresses
+        .iter()
+        .chain(&args.protect_addresses_legacy)
+    {
+        if !out.contains(ip) {
+            out.push(*ip);
+        }
+    }
+    out
+}
+
+/// `--probe`, else the API server's service endpoint from the Pod's environment (the probe
+/// is on by default in a Job), unless `--no-probe`.
+fn probe_target(args: &AgentArgs) -> Option<String> {
+    if args.no_probe {
+        return None;
+    }
+    if let Some(target) = &args.probe {
+        return Some(target.clone());
+    }
+    let host = args.kubernetes_service_host.as_deref()?.trim();
+    let port = args.kubernetes_service_port?;
+    Some(match host.parse::<IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, port).to_string(),
+        Err(_) => format!("{host}:{port}"),
     })
 }
 
@@ -419,10 +481,10 @@ mod tests {
             "false",
             "--sysctls",
             "false",
+            "--protected-addresses",
+            "10.0.0.5,fd00::5",
             "--protect-address",
             "10.0.0.5",
-            "--protect-address",
-            "fd00::5",
             "--handoff-prefix",
             "nsenter -t 1 -m --",
         ])
@@ -451,6 +513,54 @@ mod tests {
             }
         );
         assert_eq!(c.report_path, PathBuf::from("/dev/termination-log"));
+    }
+
+    #[test]
+    fn probe_defaults_to_the_api_server_and_can_be_turned_off() {
+        let base = ["--node-name", "n", "--kubernetes-service-host"];
+        let c = config(&[&base[..], &["fd00::1", "--kubernetes-service-port", "443"]].concat())
+            .unwrap();
+        assert_eq!(c.guard.probe.as_deref(), Some("[fd00::1]:443"));
+        let c = config(
+            &[
+                &base[..],
+                &["10.96.0.1", "--kubernetes-service-port", "443"],
+            ]
+            .concat(),
+        )
+        .unwrap();
+        assert_eq!(c.guard.probe.as_deref(), Some("10.96.0.1:443"));
+        let c = config(
+            &[
+                &base[..],
+                &[
+                    "10.96.0.1",
+                    "--kubernetes-service-port",
+                    "443",
+                    "--no-probe",
+                ],
+            ]
+            .concat(),
+        )
+        .unwrap();
+        assert_eq!(c.guard.probe, None);
+        let c = config(&["--node-name", "n", "--probe", "api:6443"]).unwrap();
+        assert_eq!(c.guard.probe.as_deref(), Some("api:6443"));
+        assert_eq!(config(&["--node-name", "n"]).unwrap().guard.probe, None);
+    }
+
+    #[test]
+    fn downward_api_node_name_wins_over_the_fallbacks() {
+        let c = config(&[
+            "--node-name",
+            "from-downward-api",
+            "--node-name-fallback",
+            "from-spec",
+        ])
+        .unwrap();
+        assert_eq!(c.node_name, "from-downward-api");
+        let c = config(&["--node-name-fallback", "from-spec"]).unwrap();
+        assert_eq!(c.node_name, "from-spec");
     }
 
     #[test]
