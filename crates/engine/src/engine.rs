@@ -15,7 +15,7 @@ use crate::recover;
 use crate::revert::{FileSnapshot, revert_changes};
 use crate::state::KernelState;
 use crate::sysctl;
-use crate::verify::{Failure, dad, mismatch};
+use crate::verify::Failure;
 use futures::future::join_all;
 use multinic_api::{InterfaceReason, MacAddress};
 use multinic_netconf::{DesiredNode, OwnedFile, render};
@@ -23,13 +23,10 @@ use rtnetlink::Handle;
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 
-/// How often verify looks again while duplicate address detection runs.
-const DAD_POLL: std::time::Duration = std::time::Duration::from_millis(100);
-
 /// Applies desired NIC state to the network namespace it was connected in.
 pub struct Engine {
     handle: Handle,
-    config: EngineConfig,
+    pub(crate) config: EngineConfig,
     handoff: Box<dyn HostHandoff>,
     interrupt: Interrupt,
 }
@@ -101,7 +98,7 @@ impl Engine {
         Ok(tables)
     }
 
-    async fn read_for(&self, desired: &DesiredNode) -> Result<KernelState, EngineError> {
+    pub(crate) async fn read_for(&self, desired: &DesiredNode) -> Result<KernelState, EngineError> {
         KernelState::read(&self.handle, &self.tables_for(desired)?).await
     }
 
@@ -407,47 +404,6 @@ impl Engine {
             }
         }
         None
-    }
-
-    /// Re-reads the kernel until re-planning finds nothing left to do, a few times.
-    async fn verify(
-        &self,
-        desired: &DesiredNode,
-        owned: &[(PathBuf, OwnedFile)],
-        journal: &[OwnedFile],
-        plan: &Plan,
-    ) -> Result<Option<Failure>, EngineError> {
-        let owners: Vec<OwnedFile> = owned.iter().map(|(_, o)| o.clone()).collect();
-        let verify = &self.config.verify;
-        let dad_deadline = tokio::time::Instant::now() + verify.dad_timeout;
-        let mut attempt = 0;
-        loop {
-            #[cfg(feature = "fault-injection")]
-            if self.config.fault.fail_verify_reads {
-                return Err(EngineError::netlink(
-                    "dump links",
-                    rtnetlink::Error::RequestFailed,
-                ));
-            }
-            let state = self.read_for(desired).await?;
-            let tentative = match dad(plan, &state) {
-                Err(failure) => return Ok(Some(failure)),
-                Ok(tentative) => tentative,
-            };
-            let (_, replanned, stale) =
-                plan_runtime(desired, &state, &owners, journal, &self.config);
-            let last = mismatch(plan, &replanned, &stale);
-            if tentative && tokio::time::Instant::now() < dad_deadline {
-                // DAD takes the kernel a second or two; it does not use up the retries.
-                tokio::time::sleep(verify.interval.max(DAD_POLL)).await;
-                continue;
-            }
-            if last.is_none() || attempt >= verify.retries {
-                return Ok(last);
-            }
-            attempt += 1;
-            tokio::time::sleep(verify.interval).await;
-        }
     }
 
     /// Restores the kernel and the files to the snapshot.

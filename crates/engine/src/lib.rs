@@ -28,6 +28,7 @@
 //! ```
 
 mod apply;
+mod claim;
 pub mod config;
 mod diff;
 mod engine;

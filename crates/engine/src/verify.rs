@@ -2,11 +2,19 @@
 //! for a NIC the run configured or removed is a verify failure that reverts the run, and so is
 //! an IPv6 address that fails duplicate address detection.
 
+use crate::diff::plan_runtime;
+use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::plan::{Change, NicAction, NicPlan, Plan};
 use crate::state::KernelState;
 use ipnet::IpNet;
 use multinic_api::InterfaceReason;
+use multinic_netconf::{DesiredNode, OwnedFile};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How often verify looks again while duplicate address detection runs.
+const DAD_POLL: Duration = Duration::from_millis(100);
 
 /// Why a run is being reverted.
 pub(crate) struct Failure {
@@ -14,6 +22,49 @@ pub(crate) struct Failure {
     pub nic: Option<String>,
     pub reason: InterfaceReason,
     pub message: String,
+}
+
+impl Engine {
+    /// Re-reads the kernel until re-planning finds nothing left to do, a few times.
+    pub(crate) async fn verify(
+        &self,
+        desired: &DesiredNode,
+        owned: &[(PathBuf, OwnedFile)],
+        journal: &[OwnedFile],
+        plan: &Plan,
+    ) -> Result<Option<Failure>, EngineError> {
+        let owners: Vec<OwnedFile> = owned.iter().map(|(_, o)| o.clone()).collect();
+        let verify = &self.config.verify;
+        let dad_deadline = tokio::time::Instant::now() + verify.dad_timeout;
+        let mut attempt = 0;
+        loop {
+            #[cfg(feature = "fault-injection")]
+            if self.config.fault.fail_verify_reads {
+                return Err(EngineError::netlink(
+                    "dump links",
+                    rtnetlink::Error::RequestFailed,
+                ));
+            }
+            let state = self.read_for(desired).await?;
+            let tentative = match dad(plan, &state) {
+                Err(failure) => return Ok(Some(failure)),
+                Ok(tentative) => tentative,
+            };
+            let (_, replanned, stale) =
+                plan_runtime(desired, &state, &owners, journal, &self.config);
+            let last = mismatch(plan, &replanned, &stale);
+            if tentative && tokio::time::Instant::now() < dad_deadline {
+                // DAD takes the kernel a second or two; it does not use up the retries.
+                tokio::time::sleep(verify.interval.max(DAD_POLL)).await;
+                continue;
+            }
+            if last.is_none() || attempt >= verify.retries {
+                return Ok(last);
+            }
+            attempt += 1;
+            tokio::time::sleep(verify.interval).await;
+        }
+    }
 }
 
 impl Failure {
