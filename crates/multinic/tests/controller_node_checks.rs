@@ -3,36 +3,12 @@
 
 mod controller_support;
 
-use controller_support::{Cluster, RunningController, spec_for, test_config};
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use multinic_api::{MultiNicNodeConfig, NodeConfigState, StateReason};
+use controller_support::{
+    Cluster, RunningController, event_reasons, reason_is, spec_for, test_config,
+};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use multinic_api::{NodeConfigState, StateReason};
 use std::time::Duration;
-
-fn reason_is(obj: &MultiNicNodeConfig, state: NodeConfigState, reason: StateReason) -> bool {
-    let Some(status) = obj.status.as_ref() else {
-        return false;
-    };
-    status.state == Some(state)
-        && status.observed_generation == obj.metadata.generation
-        && status
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "False" && c.reason == reason.as_str())
-}
-
-async fn event_reasons(cluster: &Cluster, name: &str) -> Vec<(String, String)> {
-    let events: Api<Event> = Api::namespaced(cluster.client.clone(), controller_support::NS);
-    events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instance_id_mismatch_fails_without_a_job_and_says_why() {

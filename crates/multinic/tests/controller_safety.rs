@@ -4,26 +4,15 @@
 
 mod controller_support;
 
-use controller_support::{Cluster, NS, RunningController, spec_for, test_config};
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use controller_support::{
+    Cluster, NS, RunningController, event_reasons, reason_is, spec_for, test_config,
+};
+use kube::api::{ListParams, Patch, PatchParams};
 use multinic_api::{MultiNicNodeConfig, NodeConfigState, StateReason};
 use multinic_controller::fleet::MaxFailures;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn reason_is(obj: &MultiNicNodeConfig, state: NodeConfigState, reason: StateReason) -> bool {
-    let Some(status) = obj.status.as_ref() else {
-        return false;
-    };
-    status.state == Some(state)
-        && status.observed_generation == obj.metadata.generation
-        && status
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.reason == reason.as_str())
-}
 
 fn message(obj: &MultiNicNodeConfig) -> String {
     obj.status
@@ -31,19 +20,6 @@ fn message(obj: &MultiNicNodeConfig) -> String {
         .and_then(|s| s.conditions.first())
         .map(|c| c.message.clone())
         .unwrap_or_default()
-}
-
-async fn event_reasons(cluster: &Cluster, name: &str) -> Vec<String> {
-    let events: Api<Event> = Api::namespaced(cluster.client.clone(), NS);
-    events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .filter_map(|e| e.reason)
-        .collect()
 }
 
 /// Names of the resources whose status ever named an agent Job.
@@ -85,7 +61,7 @@ async fn a_second_resource_for_a_node_gets_no_job_and_no_cleanup() {
         event_reasons(&cluster, intruder)
             .await
             .iter()
-            .any(|r| r == "NodeConflict")
+            .any(|(r, _)| r == "NodeConflict")
     );
     // Deleting it runs no cleanup Job: the owner's NICs stay.
     cluster.delete(intruder).await;
@@ -121,7 +97,7 @@ async fn a_job_the_api_refuses_is_failed_with_its_message_once() {
         event_reasons(&cluster, &node.name)
             .await
             .iter()
-            .any(|r| r == "JobRejected")
+            .any(|(r, _)| r == "JobRejected")
     );
     // No endless loop: within the (2 s) longest backoff the create is not repeated often.
     let refused = cluster.requests("create", "jobs");
@@ -170,7 +146,7 @@ async fn a_bad_push_stops_after_the_failure_budget() {
         event_reasons(&cluster, &paused[0])
             .await
             .iter()
-            .any(|r| r == "RolloutPaused")
+            .any(|(r, _)| r == "RolloutPaused")
     );
     // The resume annotation lets one through.
     let patch = serde_json::json!({"metadata": {"annotations": {multinic_api::RESUME_ROLLOUT_ANNOTATION: "now"}}});

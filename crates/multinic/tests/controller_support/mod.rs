@@ -12,7 +12,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
-use multinic_api::{MultiNicNodeConfig, MultiNicNodeConfigSpec, NodeConfigState};
+use multinic_api::{MultiNicNodeConfig, MultiNicNodeConfigSpec, NodeConfigState, StateReason};
 use multinic_controller::{ControllerConfig, JobConfig, LeaderConfig, RetryPolicy, WatchMode};
 use multinic_sim::{NodeSpec, RunnerChoice, Sim, SimConfig, SimHandle};
 use std::path::PathBuf;
@@ -356,4 +356,32 @@ pub fn spec_for(i: usize, nics: &[(usize, &str, &str)]) -> MultiNicNodeConfigSpe
         })).collect::<Vec<_>>(),
     }))
     .unwrap()
+}
+
+/// Whether `obj` is in `state` with Ready's reason `reason`, at its current generation.
+pub fn reason_is(obj: &MultiNicNodeConfig, state: NodeConfigState, reason: StateReason) -> bool {
+    let Some(status) = obj.status.as_ref() else {
+        return false;
+    };
+    status.state == Some(state)
+        && status.observed_generation == obj.metadata.generation
+        && status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.reason == reason.as_str())
+}
+
+/// `(reason, note)` of every Event about the resource `name`.
+pub async fn event_reasons(cluster: &Cluster, name: &str) -> Vec<(String, String)> {
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(cluster.client.clone(), NS);
+    events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect()
 }
