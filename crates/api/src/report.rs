@@ -93,8 +93,10 @@ pub mod env {
     pub const REPORT: &str = "MULTINIC_REPORT";
     /// OS flavor override (ubuntu, rhel9, rhel8, rhel7).
     pub const OS: &str = "MULTINIC_OS";
+    /// Node the agent runs on, from the downward API (`spec.nodeName`) in a Job.
+    pub const JOB_NODE_NAME: &str = "MULTINIC_NODE_NAME";
     /// Addresses of the node itself (comma-separated); a NIC holding one is never touched.
-    pub const PROTECT_ADDRESSES: &str = "MULTINIC_PROTECT_ADDRESSES";
+    pub const PROTECTED_ADDRESSES: &str = "MULTINIC_PROTECTED_ADDRESSES";
 }
 
 /// Marker appended to a message that was shortened to fit the report.

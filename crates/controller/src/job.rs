@@ -163,7 +163,7 @@ pub fn build_job(cfg: &JobConfig, req: JobRequest<'_>) -> Result<Job, JobError> 
         (env::REPORT.into(), TERMINATION_LOG.into()),
     ];
     if !req.protect.is_empty() {
-        env_vars.push((env::PROTECT_ADDRESSES.into(), req.protect.join(",")));
+        env_vars.push((env::PROTECTED_ADDRESSES.into(), req.protect.join(",")));
     }
     if let Some(socket) = &cfg.dbus_socket {
         env_vars.push((
@@ -223,8 +223,10 @@ pub fn build_job(cfg: &JobConfig, req: JobRequest<'_>) -> Result<Job, JobError> 
         mounts.push(m);
     }
 
-    let node_from_downward_api = EnvVar {
-        name: env::NODE_NAME.into(),
+    // The agent reads MULTINIC_NODE_NAME; NODE_NAME (its fallback) is what the simulator's
+    // in-process runner reads.
+    let node_from_downward_api = |name: &str| EnvVar {
+        name: name.into(),
         value: None,
         value_from: Some(EnvVarSource {
             field_ref: Some(ObjectFieldSelector {
@@ -240,7 +242,9 @@ pub fn build_job(cfg: &JobConfig, req: JobRequest<'_>) -> Result<Job, JobError> 
         image_pull_policy: cfg.pull_policy.clone(),
         command: Some(cfg.command.clone()),
         env: Some(
-            std::iter::once(node_from_downward_api)
+            [env::JOB_NODE_NAME, env::NODE_NAME]
+                .into_iter()
+                .map(node_from_downward_api)
                 .chain(env_vars.into_iter().map(|(name, value)| EnvVar {
                     name,
                     value: Some(value),

@@ -225,24 +225,26 @@ fn job_is_pinned_least_privileged_and_carries_the_spec() {
         env["DBUS_SYSTEM_BUS_ADDRESS"],
         "unix:path=/run/dbus/system_bus_socket"
     );
-    assert!(!env.contains_key("MULTINIC_PROTECT_ADDRESSES"));
+    assert!(!env.contains_key("MULTINIC_PROTECTED_ADDRESSES"));
     // The node name comes from the downward API, not from the spec.
-    let node_env = pod.containers[0]
-        .env
-        .as_ref()
-        .unwrap()
-        .iter()
-        .find(|e| e.name == "NODE_NAME")
-        .unwrap();
-    assert_eq!(node_env.value, None);
-    assert_eq!(
-        node_env
-            .value_from
+    for name in ["MULTINIC_NODE_NAME", "NODE_NAME"] {
+        let node_env = pod.containers[0]
+            .env
             .as_ref()
-            .and_then(|v| v.field_ref.as_ref())
-            .map(|f| f.field_path.as_str()),
-        Some("spec.nodeName")
-    );
+            .unwrap()
+            .iter()
+            .find(|e| e.name == name)
+            .unwrap();
+        assert_eq!(node_env.value, None);
+        assert_eq!(
+            node_env
+                .value_from
+                .as_ref()
+                .and_then(|v| v.field_ref.as_ref())
+                .map(|f| f.field_path.as_str()),
+            Some("spec.nodeName")
+        );
+    }
 }
 
 #[test]
@@ -260,7 +262,10 @@ fn the_nodes_own_addresses_are_protected_and_selinux_is_an_option() {
     };
     let job = build_job(&cfg, req).unwrap();
     let env = env_of(&job);
-    assert_eq!(env["MULTINIC_PROTECT_ADDRESSES"], "192.0.2.10,2001:db8::10");
+    assert_eq!(
+        env["MULTINIC_PROTECTED_ADDRESSES"],
+        "192.0.2.10,2001:db8::10"
+    );
     assert!(!env.contains_key("DBUS_SYSTEM_BUS_ADDRESS"));
     let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
     let se = pod
