@@ -140,13 +140,18 @@ pub struct GuardConfig {
     pub probe: Option<String>,
 }
 
+/// The standard system bus address, the default of [`Handoff::Auto`].
+pub use multinic_engine::SYSTEM_BUS_ADDRESS;
+
 /// How the host's network manager is told about changed files.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Handoff {
-    /// The flavor's own (networkd for Ubuntu, NetworkManager for RHEL).
+    /// Over the system D-Bus to the flavor's daemon (systemd-networkd for Ubuntu,
+    /// NetworkManager for RHEL) when it is on the bus; netlink and files only otherwise.
     Auto {
-        /// Command prefix, e.g. `nsenter -t 1 -m --` from a container; empty on the host.
-        prefix: Vec<String>,
+        /// D-Bus address of the host's system bus (`DBUS_SYSTEM_BUS_ADDRESS`, else
+        /// `unix:path=/run/dbus/system_bus_socket`).
+        bus_address: String,
     },
     /// Nothing: no network manager runs, or the files are not the host's (tests, `--root`
     /// pointing at a scratch directory).

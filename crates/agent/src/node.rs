@@ -7,8 +7,8 @@ use crate::error::AgentError;
 use crate::outcome::NicResult;
 use multinic_api::MacAddress;
 use multinic_engine::{
-    ApplyOutcome, Engine, EngineConfig, EngineError, GuardConfig, Interrupt, NoopHandoff, Plan,
-    ProbeConfig, handoff_for,
+    ApplyOutcome, Engine, EngineConfig, EngineError, GuardConfig, HandoffSettings, Interrupt,
+    NoopHandoff, Plan, ProbeConfig, handoff_for,
 };
 use multinic_netconf::{DesiredNode, OsFlavor};
 use std::collections::HashMap;
@@ -43,7 +43,10 @@ impl Node {
         }
         let handoff = match &config.handoff {
             Handoff::None => Box::new(NoopHandoff),
-            Handoff::Auto { prefix } => handoff_for(flavor, prefix.clone()),
+            Handoff::Auto { bus_address } => handoff_for(
+                flavor,
+                HandoffSettings::new(bus_address.clone(), config.root.clone()),
+            ),
         };
         #[cfg(feature = "fault-injection")]
         test_hooks::install(&mut engine_config);

@@ -231,6 +231,13 @@ impl Engine {
         if plan.kernel_changes() > 0 {
             recover::begin(&self.config.root, journal, &plan)?;
         }
+        // Host hand-off (owned by the hand-off module): begin before anything changes, so a
+        // NetworkManager checkpoint covers the whole run; an error here changed nothing.
+        let handoff_nics = handoff_nics(&plan.files, desired);
+        let handoff_note = match handoff_nics.is_empty() {
+            true => None,
+            false => Some(self.handoff.begin(&handoff_nics).await?),
+        };
         let counters = Counters::new(&self.config, &self.interrupt);
         let writer = Writer::new(&self.handle, counters.clone(), &self.config.proc_sys);
         // Snapshot the files, then stage them (temp file, fsync) on a blocking thread while
@@ -263,7 +270,6 @@ impl Engine {
                 .await
                 .unwrap_or_else(|e| Some(Failure::verify_read(e)));
         }
-        let mut handed_off = false;
         if let Some(task) = file_task {
             let staged = task.await.unwrap_or_else(|e| {
                 Err((
@@ -296,15 +302,14 @@ impl Engine {
                     message: e.to_string(),
                 });
             }
-            if failure.is_none() {
-                handed_off = true;
-                if let Err(e) = self.handoff.reload(&handoff_nics(&plan.files)).await {
-                    failure = Some(Failure {
-                        nic: None,
-                        reason: InterfaceReason::ApplyFailed,
-                        message: format!("host hand-off ({}): {e}", self.handoff.name()),
-                    });
-                }
+            if failure.is_none()
+                && let Err(e) = self.handoff.reload(&handoff_nics).await
+            {
+                failure = Some(Failure {
+                    nic: None,
+                    reason: InterfaceReason::ApplyFailed,
+                    message: format!("host hand-off ({}): {e}", self.handoff.name()),
+                });
             }
         }
         if failure.is_none()
@@ -316,6 +321,17 @@ impl Engine {
                 nic: None,
                 reason: InterfaceReason::ProbeFailed,
                 message,
+            });
+        }
+        // Hand-off commit once verify and probe passed (NetworkManager: destroy the checkpoint).
+        if failure.is_none()
+            && handoff_note.is_some()
+            && let Err(e) = self.handoff.commit().await
+        {
+            failure = Some(Failure {
+                nic: None,
+                reason: InterfaceReason::ApplyFailed,
+                message: format!("host hand-off ({}): {e}", self.handoff.name()),
             });
         }
         let mut rolled_back = false;
@@ -331,7 +347,7 @@ impl Engine {
                     &snapshot,
                     &plan,
                     files_committed.then_some(&file_snapshot),
-                    handed_off,
+                    handoff_note.is_some(),
                 )
                 .await
             {
@@ -350,7 +366,14 @@ impl Engine {
         if settled && let Err(e) = recover::finish(&self.config.root) {
             tracing::warn!(error = %e, "run journal not removed");
         }
-        let nics = outcomes(&plan, failure.as_ref());
+        let mut nics = outcomes(&plan, failure.as_ref());
+        // Say how the host learnt about the NICs (e.g. "netlink and files only: ...").
+        if let Some(note) = handoff_note.as_deref().filter(|n| !n.is_empty()) {
+            let told = [InterfaceReason::Configured, InterfaceReason::Removed];
+            for nic in nics.iter_mut().filter(|n| told.contains(&n.reason)) {
+                nic.message = format!("{}; {note}", nic.message);
+            }
+        }
         Ok(ApplyOutcome {
             nics,
             plan,
@@ -414,7 +437,7 @@ impl Engine {
         snapshot: &KernelState,
         plan: &Plan,
         file_snapshot: Option<&FileSnapshot>,
-        handed_off: bool,
+        handoff_begun: bool,
     ) -> Result<(), EngineError> {
         let touched: BTreeSet<u32> = plan
             .parking
@@ -426,7 +449,14 @@ impl Engine {
         let current = KernelState::read(&self.handle, tables).await?;
         let changes = revert_changes(snapshot, &current, &touched);
         tracing::info!(changes = changes.len(), "reverting kernel state");
-        writer.execute(&changes).await.map_err(|(_, e)| e)?;
+        let kernel = writer.execute(&changes).await.map_err(|(_, e)| e);
+        // Hand-off rollback after the kernel is back and before multinic's files are: the
+        // daemon rewrites the profiles it restores, and the snapshot's files (with their
+        // marker) must be what stays on disk.
+        let handoff = match handoff_begun {
+            true => self.handoff.rollback().await.map_err(EngineError::from),
+            false => Ok(()),
+        };
         let ops: Vec<FileOp> = file_snapshot
             .iter()
             .flat_map(|snapshot| snapshot.entries.iter())
@@ -445,10 +475,7 @@ impl Engine {
                 .and_then(|staged| staged.commit(|| counters.count_file()))
                 .map_err(|(_, e)| e)?;
         }
-        if handed_off {
-            self.handoff.reload(&handoff_nics(&plan.files)).await?;
-        }
-        Ok(())
+        kernel.and(handoff)
     }
 }
 
@@ -478,21 +505,36 @@ fn file_ops(changes: &[FileChange]) -> Vec<FileOp> {
         .collect()
 }
 
-/// NICs whose files changed, once each.
-fn handoff_nics(changes: &[FileChange]) -> Vec<HandoffNic> {
+/// NICs whose files change, once each, with their paths and (when written) their model.
+fn handoff_nics(changes: &[FileChange], desired: &DesiredNode) -> Vec<HandoffNic> {
     let mut out: Vec<HandoffNic> = Vec::new();
     for change in changes {
         let Some(owner) = change.owner() else {
             continue;
         };
-        if out.iter().any(|n| n.name == owner.name) {
+        let removed = matches!(change, FileChange::Remove { .. });
+        if let Some(nic) = out
+            .iter_mut()
+            .find(|n| n.name == owner.name && n.mac == owner.mac)
+        {
+            nic.removed &= removed;
+            nic.files.push(change.path().clone());
             continue;
         }
         out.push(HandoffNic {
             name: owner.name.clone(),
             mac: owner.mac.clone(),
-            removed: matches!(change, FileChange::Remove { .. }),
+            removed,
+            files: vec![change.path().clone()],
+            desired: None,
         });
+    }
+    for nic in out.iter_mut().filter(|n| !n.removed) {
+        nic.desired = desired
+            .nics
+            .iter()
+            .find(|d| d.name == nic.name && d.mac_address().to_string() == nic.mac)
+            .cloned();
     }
     out
 }

@@ -1,51 +1,115 @@
-//! Host hand-off: after the persistent files changed, make the host's network manager agree
-//! with them without a reboot and without disturbing other NICs. Behind a small trait so tests
-//! (and nodes without a daemon) can check or skip it. Never runs `netplan apply`, which bounces
-//! every interface.
+//! Host hand-off: make the daemon that owns the host's networking agree with multinic's files
+//! without a reboot and without disturbing other NICs, over the system D-Bus (no host binary:
+//! nothing runs `nmcli`, `networkctl` or `netplan`). One run goes `begin` (before anything
+//! changes: NetworkManager checkpoint, snapshot of networkd units), `reload` (after the files
+//! changed), then `commit` when verify and probe passed or `rollback` when the run is reverted.
+//! Behind a small trait so tests (and nodes without a daemon) can record or skip it.
 
+mod bus;
+mod networkd;
+mod nm;
+
+use bus::Bus;
 use futures::future::BoxFuture;
-use multinic_netconf::OsFlavor;
+use multinic_netconf::{DesiredNic, OsFlavor};
+use std::fmt::Display;
+use std::path::PathBuf;
 use std::sync::Mutex;
-use tokio::process::Command;
+use std::time::Duration;
 
-/// One NIC whose persistent files changed in this run.
+/// NetworkManager's bus name.
+pub const NETWORK_MANAGER: &str = "org.freedesktop.NetworkManager";
+/// systemd-networkd's bus name.
+pub const NETWORKD: &str = "org.freedesktop.network1";
+/// Where the system bus listens on a standard host (and where the chart mounts it).
+pub const SYSTEM_BUS_ADDRESS: &str = "unix:path=/run/dbus/system_bus_socket";
+
+/// One NIC whose persistent files change in this run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HandoffNic {
     /// Interface name, `multinicN`.
     pub name: String,
     /// Its MAC, lowercase.
     pub mac: String,
-    /// The NIC's files were removed (orphan, cleanup) rather than written.
+    /// The NIC's files are removed (orphan, cleanup) rather than written.
     pub removed: bool,
+    /// Host paths (not joined with the root) of the NIC's files written or removed.
+    pub files: Vec<PathBuf>,
+    /// The NIC as it is configured, for a written NIC: networkd's units are rendered from it.
+    pub desired: Option<DesiredNic>,
 }
 
-/// The host's network manager failed to take over the new files.
+/// The host's network daemon refused or did not answer.
 #[derive(Debug, thiserror::Error)]
-#[error("{command}: {detail}")]
+#[error("{op}: {detail}")]
 pub struct HandoffError {
-    /// The command line that failed.
-    pub command: String,
-    /// Exit status and stderr, or the spawn error.
+    /// What was being done, e.g. `NetworkManager.ActivateConnection /org/...`.
+    pub op: String,
+    /// The daemon's answer, or why there was none.
     pub detail: String,
 }
 
-/// Tells the host's network manager about changed files.
-pub trait HostHandoff: Send + Sync {
-    /// A short name for logs, e.g. `networkmanager`.
-    fn name(&self) -> &'static str;
-    /// Called once per run, after files were written or removed, with the NICs concerned.
-    fn reload<'a>(&'a self, nics: &'a [HandoffNic]) -> BoxFuture<'a, Result<(), HandoffError>>;
-}
-
-/// The hand-off for `flavor`, running its commands behind `prefix` (for example
-/// `["nsenter", "-t", "1", "-m", "--"]` from a container; empty on the host itself).
-pub fn handoff_for(flavor: OsFlavor, prefix: Vec<String>) -> Box<dyn HostHandoff> {
-    match flavor {
-        OsFlavor::Ubuntu => Box::new(NetworkdHandoff { prefix }),
-        OsFlavor::Rhel9 | OsFlavor::Rhel8 | OsFlavor::Rhel7 => {
-            Box::new(NetworkManagerHandoff { prefix })
+impl HandoffError {
+    pub(crate) fn new(op: impl Into<String>, detail: impl Display) -> Self {
+        Self {
+            op: op.into(),
+            detail: detail.to_string(),
         }
     }
+}
+
+/// Tells the host's network daemon about changed files, inside a run it can undo.
+pub trait HostHandoff: Send + Sync {
+    /// A short name for logs, e.g. `dbus`.
+    fn name(&self) -> &'static str;
+    /// Called before the run changes anything, with the NICs whose files will change. Returns
+    /// what the hand-off will do, for the report (empty: nothing worth saying).
+    fn begin<'a>(&'a self, nics: &'a [HandoffNic]) -> BoxFuture<'a, Result<String, HandoffError>>;
+    /// Called once per run, after files were written or removed, with the NICs concerned.
+    fn reload<'a>(&'a self, nics: &'a [HandoffNic]) -> BoxFuture<'a, Result<(), HandoffError>>;
+    /// The run passed verify and probe: keep what the daemon now has.
+    fn commit(&self) -> BoxFuture<'_, Result<(), HandoffError>>;
+    /// The run is being reverted: put the daemon back as it was at `begin`. Called after the
+    /// kernel was restored and before multinic's own files are.
+    fn rollback(&self) -> BoxFuture<'_, Result<(), HandoffError>>;
+}
+
+/// Settings of the D-Bus hand-off, parsed once by the caller.
+#[derive(Clone, Debug)]
+pub struct HandoffSettings {
+    /// D-Bus address of the host's system bus.
+    pub bus_address: String,
+    /// Host root the engine writes files under (networkd units go to `<root>/run/systemd/network`).
+    pub root: PathBuf,
+    /// Longest wait for one D-Bus call.
+    pub call_timeout: Duration,
+    /// NetworkManager rolls its checkpoint back on its own after this long, if the agent dies
+    /// mid-run; must outlast a run.
+    pub rollback_timeout: Duration,
+    /// Longest wait for a daemon to report a NIC activated/configured.
+    pub settle_timeout: Duration,
+}
+
+impl HandoffSettings {
+    /// Defaults: 10 s per call, 60 s checkpoint rollback (as nmstate), 20 s to settle.
+    pub fn new(bus_address: impl Into<String>, root: impl Into<PathBuf>) -> Self {
+        Self {
+            bus_address: bus_address.into(),
+            root: root.into(),
+            call_timeout: Duration::from_secs(10),
+            rollback_timeout: Duration::from_secs(60),
+            settle_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// The hand-off for `flavor`: finds the daemon on the system bus at each run.
+pub fn handoff_for(flavor: OsFlavor, settings: HandoffSettings) -> Box<dyn HostHandoff> {
+    Box::new(DbusHandoff {
+        flavor,
+        settings,
+        session: Mutex::new(None),
+    })
 }
 
 /// Shared hand-offs (tests keep an `Arc` to inspect a [`RecordingHandoff`]).
@@ -53,28 +117,47 @@ impl<T: HostHandoff + ?Sized> HostHandoff for std::sync::Arc<T> {
     fn name(&self) -> &'static str {
         (**self).name()
     }
+    fn begin<'a>(&'a self, nics: &'a [HandoffNic]) -> BoxFuture<'a, Result<String, HandoffError>> {
+        (**self).begin(nics)
+    }
     fn reload<'a>(&'a self, nics: &'a [HandoffNic]) -> BoxFuture<'a, Result<(), HandoffError>> {
         (**self).reload(nics)
     }
+    fn commit(&self) -> BoxFuture<'_, Result<(), HandoffError>> {
+        (**self).commit()
+    }
+    fn rollback(&self) -> BoxFuture<'_, Result<(), HandoffError>> {
+        (**self).rollback()
+    }
 }
 
-/// Does nothing; for nodes where no network manager runs.
+/// Does nothing (`--handoff none`): files and netlink only, by request.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoopHandoff;
 
 impl HostHandoff for NoopHandoff {
     fn name(&self) -> &'static str {
-        "noop"
+        "none"
     }
-    fn reload<'a>(&'a self, _nics: &'a [HandoffNic]) -> BoxFuture<'a, Result<(), HandoffError>> {
+    fn begin<'a>(&'a self, _: &'a [HandoffNic]) -> BoxFuture<'a, Result<String, HandoffError>> {
+        Box::pin(async { Ok(String::new()) })
+    }
+    fn reload<'a>(&'a self, _: &'a [HandoffNic]) -> BoxFuture<'a, Result<(), HandoffError>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn commit(&self) -> BoxFuture<'_, Result<(), HandoffError>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn rollback(&self) -> BoxFuture<'_, Result<(), HandoffError>> {
         Box::pin(async { Ok(()) })
     }
 }
 
-/// Records every call; optionally fails. For tests.
+/// Records every call; optionally fails `reload`. For tests.
 #[derive(Debug, Default)]
 pub struct RecordingHandoff {
     calls: Mutex<Vec<Vec<HandoffNic>>>,
+    events: Mutex<Vec<&'static str>>,
     fail: bool,
 }
 
@@ -82,14 +165,23 @@ impl RecordingHandoff {
     /// A recorder whose `reload` fails when `fail` is true.
     pub fn new(fail: bool) -> Self {
         Self {
-            calls: Mutex::new(Vec::new()),
             fail,
+            ..Self::default()
         }
     }
 
-    /// Every call so far, oldest first.
+    /// The NICs of every `reload` so far, oldest first.
     pub fn calls(&self) -> Vec<Vec<HandoffNic>> {
         self.calls.lock().expect("recorder lock").clone()
+    }
+
+    /// Every call by name (`begin`, `reload`, `commit`, `rollback`), oldest first.
+    pub fn events(&self) -> Vec<&'static str> {
+        self.events.lock().expect("recorder lock").clone()
+    }
+
+    fn record(&self, event: &'static str) {
+        self.events.lock().expect("recorder lock").push(event);
     }
 }
 
@@ -97,7 +189,12 @@ impl HostHandoff for RecordingHandoff {
     fn name(&self) -> &'static str {
         "recording"
     }
+    fn begin<'a>(&'a self, _: &'a [HandoffNic]) -> BoxFuture<'a, Result<String, HandoffError>> {
+        self.record("begin");
+        Box::pin(async { Ok(String::new()) })
+    }
     fn reload<'a>(&'a self, nics: &'a [HandoffNic]) -> BoxFuture<'a, Result<(), HandoffError>> {
+        self.record("reload");
         self.calls
             .lock()
             .expect("recorder lock")
@@ -105,143 +202,141 @@ impl HostHandoff for RecordingHandoff {
         let fail = self.fail;
         Box::pin(async move {
             if fail {
-                Err(HandoffError {
-                    command: "recording".into(),
-                    detail: "told to fail".into(),
-                })
+                Err(HandoffError::new("recording", "told to fail"))
             } else {
                 Ok(())
             }
         })
     }
+    fn commit(&self) -> BoxFuture<'_, Result<(), HandoffError>> {
+        self.record("commit");
+        Box::pin(async { Ok(()) })
+    }
+    fn rollback(&self) -> BoxFuture<'_, Result<(), HandoffError>> {
+        self.record("rollback");
+        Box::pin(async { Ok(()) })
+    }
 }
 
-/// RHEL 7/8/9: `nmcli connection reload` re-reads keyfiles/ifcfg files, then
-/// `nmcli connection up <name>` activates each written profile. Removed profiles disappear
-/// with the reload; other connections are not touched.
-#[derive(Clone, Debug, Default)]
-pub struct NetworkManagerHandoff {
-    /// Command prefix, e.g. an `nsenter` into the host.
-    pub prefix: Vec<String>,
+/// `--handoff auto`: NetworkManager (RHEL flavors) or systemd-networkd (Ubuntu) when it owns
+/// its name on the system bus, else netlink and files only.
+struct DbusHandoff {
+    flavor: OsFlavor,
+    settings: HandoffSettings,
+    /// The run between `begin` and `commit`/`rollback`.
+    session: Mutex<Option<Session>>,
 }
 
-impl HostHandoff for NetworkManagerHandoff {
+enum Session {
+    NetworkManager(nm::NmRun),
+    Networkd(networkd::NetworkdRun),
+    /// No daemon to tell: the kernel and the files are all there is.
+    FilesOnly,
+}
+
+impl DbusHandoff {
+    async fn start(&self, nics: &[HandoffNic]) -> Result<(Session, String), HandoffError> {
+        let only = |why: String| Ok((Session::FilesOnly, format!("netlink and files only: {why}")));
+        let bus = match Bus::connect(&self.settings.bus_address, self.settings.call_timeout).await {
+            Ok(bus) => bus,
+            Err(e) => return only(format!("no system bus ({e})")),
+        };
+        let nm = bus.has_owner(NETWORK_MANAGER).await?;
+        let networkd = bus.has_owner(NETWORKD).await?;
+        match (self.flavor, nm, networkd) {
+            (OsFlavor::Ubuntu, _, true) => {
+                let run = networkd::NetworkdRun::begin(bus, &self.settings, nics).await?;
+                Ok((Session::Networkd(run), "handed to systemd-networkd".into()))
+            }
+            (OsFlavor::Rhel9 | OsFlavor::Rhel8 | OsFlavor::Rhel7, true, _) => {
+                let run = nm::NmRun::begin(bus, &self.settings, nics).await?;
+                Ok((
+                    Session::NetworkManager(run),
+                    "handed to NetworkManager".into(),
+                ))
+            }
+            (_, false, false) => {
+                only("neither NetworkManager nor systemd-networkd is on the system bus".into())
+            }
+            (flavor, _, _) => only(format!(
+                "the {} on the system bus does not read {flavor} files",
+                if nm {
+                    "NetworkManager"
+                } else {
+                    "systemd-networkd"
+                }
+            )),
+        }
+    }
+
+    fn take(&self) -> Option<Session> {
+        self.session.lock().expect("hand-off session lock").take()
+    }
+}
+
+impl HostHandoff for DbusHandoff {
     fn name(&self) -> &'static str {
-        "networkmanager"
+        "dbus"
+    }
+    fn begin<'a>(&'a self, nics: &'a [HandoffNic]) -> BoxFuture<'a, Result<String, HandoffError>> {
+        Box::pin(async move {
+            // A session left by a run that returned early is stale; its checkpoint (if any)
+            // times out on NetworkManager's side.
+            let (session, note) = self.start(nics).await?;
+            tracing::info!(note, "host hand-off");
+            *self.session.lock().expect("hand-off session lock") = Some(session);
+            Ok(note)
+        })
     }
     fn reload<'a>(&'a self, nics: &'a [HandoffNic]) -> BoxFuture<'a, Result<(), HandoffError>> {
         Box::pin(async move {
-            run(&self.prefix, &["nmcli", "connection", "reload"]).await?;
-            for nic in nics.iter().filter(|n| !n.removed) {
-                run(&self.prefix, &["nmcli", "connection", "up", &nic.name]).await?;
-            }
-            Ok(())
+            let mut session = self.take();
+            let result = match &mut session {
+                Some(Session::NetworkManager(run)) => run.apply(nics).await,
+                Some(Session::Networkd(run)) => run.apply(nics).await,
+                Some(Session::FilesOnly) | None => Ok(()),
+            };
+            *self.session.lock().expect("hand-off session lock") = session;
+            result
         })
     }
-}
-
-/// Ubuntu: `netplan generate` turns the YAML into networkd units, `networkctl reload` makes
-/// networkd pick them up for the links they match. Not `netplan apply`.
-#[derive(Clone, Debug, Default)]
-pub struct NetworkdHandoff {
-    /// Command prefix, e.g. an `nsenter` into the host.
-    pub prefix: Vec<String>,
-}
-
-impl HostHandoff for NetworkdHandoff {
-    fn name(&self) -> &'static str {
-        "networkd"
-    }
-    fn reload<'a>(&'a self, _nics: &'a [HandoffNic]) -> BoxFuture<'a, Result<(), HandoffError>> {
+    fn commit(&self) -> BoxFuture<'_, Result<(), HandoffError>> {
         Box::pin(async move {
-            run(&self.prefix, &["netplan", "generate"]).await?;
-            run(&self.prefix, &["networkctl", "reload"]).await
+            match self.take() {
+                Some(Session::NetworkManager(run)) => run.commit().await,
+                Some(Session::Networkd(_) | Session::FilesOnly) | None => Ok(()),
+            }
+        })
+    }
+    fn rollback(&self) -> BoxFuture<'_, Result<(), HandoffError>> {
+        Box::pin(async move {
+            match self.take() {
+                Some(Session::NetworkManager(run)) => run.rollback().await,
+                Some(Session::Networkd(run)) => run.rollback().await,
+                Some(Session::FilesOnly) | None => Ok(()),
+            }
         })
     }
 }
 
-async fn run(prefix: &[String], args: &[&str]) -> Result<(), HandoffError> {
-    let argv: Vec<&str> = prefix
-        .iter()
-        .map(String::as_str)
-        .chain(args.iter().copied())
-        .collect();
-    let command = argv.join(" ");
-    let output = Command::new(argv[0])
-        .args(&argv[1..])
-        .output()
-        .await
-        .map_err(|e| HandoffError {
-            command: command.clone(),
-            detail: e.to_string(),
-        })?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(HandoffError {
-            command,
-            detail: format!(
-                "{}: {}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            ),
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A command prefix that appends the command line it is given to `log` instead of
-    /// running it.
-    fn recorder(log: &std::path::Path) -> Vec<String> {
-        vec![
-            "sh".into(),
-            "-c".into(),
-            format!("echo \"$*\" >> {}", log.display()),
-            "record".into(),
-        ]
-    }
-
-    fn nic(name: &str, removed: bool) -> HandoffNic {
-        HandoffNic {
-            name: name.into(),
-            mac: "fa:16:3e:00:00:01".into(),
-            removed,
+/// Polls `check` every 20 ms until it returns `Some`, or fails naming `what` after `limit`.
+pub(crate) async fn poll<T, F, Fut>(
+    what: &str,
+    limit: Duration,
+    mut check: F,
+) -> Result<T, HandoffError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, HandoffError>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
         }
-    }
-
-    #[tokio::test]
-    async fn each_flavor_runs_its_own_commands_and_never_netplan_apply() {
-        let dir = std::env::temp_dir().join(format!("mn-handoff-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let nics = [nic("multinic0", false), nic("multinic3", true)];
-        for (flavor, expected) in [
-            (
-                OsFlavor::Rhel9,
-                "nmcli connection reload\nnmcli connection up multinic0\n",
-            ),
-            (
-                OsFlavor::Rhel7,
-                "nmcli connection reload\nnmcli connection up multinic0\n",
-            ),
-            (OsFlavor::Ubuntu, "netplan generate\nnetworkctl reload\n"),
-        ] {
-            let log = dir.join(flavor.as_str());
-            handoff_for(flavor, recorder(&log))
-                .reload(&nics)
-                .await
-                .unwrap();
-            let ran = std::fs::read_to_string(&log).unwrap();
-            assert_eq!(ran, expected, "{flavor}");
-            assert!(!ran.contains("netplan apply"));
+        if tokio::time::Instant::now() >= deadline {
+            return Err(HandoffError::new(what, format!("not within {limit:?}")));
         }
-        let err = handoff_for(OsFlavor::Ubuntu, vec!["false".into()])
-            .reload(&nics)
-            .await
-            .unwrap_err();
-        assert!(err.command.starts_with("false netplan generate"), "{err}");
-        std::fs::remove_dir_all(&dir).unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

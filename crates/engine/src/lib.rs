@@ -13,11 +13,12 @@
 //!
 //! ```no_run
 //! # async fn demo(desired: multinic_netconf::DesiredNode) -> Result<(), multinic_engine::EngineError> {
-//! use multinic_engine::{Engine, EngineConfig, handoff_for};
+//! use multinic_engine::{Engine, EngineConfig, HandoffSettings, SYSTEM_BUS_ADDRESS, handoff_for};
 //! use multinic_netconf::OsFlavor;
 //!
 //! let config = EngineConfig::new("/host", OsFlavor::Rhel9);
-//! let engine = Engine::connect(config, handoff_for(OsFlavor::Rhel9, Vec::new()))?;
+//! let handoff = handoff_for(OsFlavor::Rhel9, HandoffSettings::new(SYSTEM_BUS_ADDRESS, "/host"));
+//! let engine = Engine::connect(config, handoff)?;
 //! print!("{}", engine.plan(&desired).await?); // dry run
 //! let outcome = engine.apply(&desired).await?;
 //! for nic in &outcome.nics {
@@ -52,8 +53,8 @@ pub use config::{EngineConfig, GuardConfig, ProbeConfig, VerifyConfig};
 pub use engine::Engine;
 pub use error::EngineError;
 pub use handoff::{
-    HandoffError, HandoffNic, HostHandoff, NetworkManagerHandoff, NetworkdHandoff, NoopHandoff,
-    RecordingHandoff, handoff_for,
+    HandoffError, HandoffNic, HandoffSettings, HostHandoff, NoopHandoff, RecordingHandoff,
+    SYSTEM_BUS_ADDRESS, handoff_for,
 };
 pub use interrupt::Interrupt;
 pub use outcome::{ApplyOutcome, NicOutcome, WriteCounts};

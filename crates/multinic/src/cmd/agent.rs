@@ -44,12 +44,13 @@ pub enum SourceArg {
     Db,
 }
 
-/// Whether to tell the host's network manager about changed files.
+/// Whether to tell the host's network daemon about changed files.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HandoffArg {
-    /// networkd (Ubuntu) or NetworkManager (RHEL).
+    /// Over D-Bus to systemd-networkd (Ubuntu) or NetworkManager (RHEL) when it is on the
+    /// system bus; netlink and files only (and the report says so) when it is not.
     Auto,
-    /// Do not run any network manager command.
+    /// Netlink and files only.
     None,
 }
 
@@ -143,13 +144,19 @@ pub struct AgentArgs {
     #[arg(long, env = "KUBERNETES_SERVICE_PORT", hide = true)]
     pub kubernetes_service_port: Option<u16>,
 
-    /// Tell the host's network manager about changed files: `auto` (networkd for Ubuntu,
-    /// NetworkManager for RHEL) or `none`.
+    /// Tell the host's network daemon about changed files over the system D-Bus: `auto`
+    /// (systemd-networkd for Ubuntu, NetworkManager for RHEL, whichever is on the bus) or `none`.
     #[arg(long, env = "MULTINIC_HANDOFF", value_enum, default_value = "auto")]
     pub handoff: HandoffArg,
-    /// Command prefix for the hand-off commands, e.g. `nsenter -t 1 -m --` from a container.
-    #[arg(long, env = "MULTINIC_HANDOFF_PREFIX", value_name = "COMMAND")]
-    pub handoff_prefix: Option<String>,
+    /// D-Bus address of the host's system bus (the chart mounts the host's socket at the
+    /// standard path).
+    #[arg(
+        long,
+        env = "DBUS_SYSTEM_BUS_ADDRESS",
+        default_value = multinic_agent::config::SYSTEM_BUS_ADDRESS,
+        value_name = "ADDRESS"
+    )]
+    pub system_bus: String,
 
     /// Service mode: time between passes (e.g. 30s, 500ms, 2m).
     #[arg(long, env = "MULTINIC_INTERVAL", default_value = "30s", value_parser = parse_duration)]
@@ -280,14 +287,10 @@ fn config_from(args: AgentArgs) -> anyhow::Result<AgentConfig> {
         dry_run: args.dry_run,
         net: args.net.net_options(),
         guard,
-        handoff: match (args.handoff, args.handoff_prefix) {
-            (HandoffArg::None, _) => Handoff::None,
-            (HandoffArg::Auto, prefix) => Handoff::Auto {
-                prefix: prefix
-                    .unwrap_or_default()
-                    .split_whitespace()
-                    .map(str::to_owned)
-                    .collect(),
+        handoff: match args.handoff {
+            HandoffArg::None => Handoff::None,
+            HandoffArg::Auto => Handoff::Auto {
+                bus_address: args.system_bus,
             },
         },
         service: ServiceConfig {
@@ -485,8 +488,8 @@ mod tests {
             "10.0.0.5,fd00::5",
             "--protect-address",
             "10.0.0.5",
-            "--handoff-prefix",
-            "nsenter -t 1 -m --",
+            "--system-bus",
+            "unix:path=/tmp/bus",
         ])
         .unwrap();
         assert_eq!(
@@ -503,13 +506,7 @@ mod tests {
         assert_eq!(
             c.handoff,
             Handoff::Auto {
-                prefix: vec![
-                    "nsenter".into(),
-                    "-t".into(),
-                    "1".into(),
-                    "-m".into(),
-                    "--".into()
-                ]
+                bus_address: "unix:path=/tmp/bus".into()
             }
         );
         assert_eq!(c.report_path, PathBuf::from("/dev/termination-log"));

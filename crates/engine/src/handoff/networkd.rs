@@ -1,0 +1,254 @@
+//! systemd-networkd over D-Bus. The netplan YAML stays the persistent source (netplan turns it
+//! into networkd units at every boot); for the running system multinic writes the units
+//! `netplan generate` would make from that YAML into `/run/systemd/network` itself, matched by
+//! `MACAddress=` (netplan's `PermanentMACAddress=` does not match every NIC, e.g. veth), and
+//! calls `Manager.Reload` (`ReconfigureLink` alone does not re-read files). A rollback puts the
+//! units back as they were at `begin` and reloads.
+
+use super::bus::Bus;
+use super::{HandoffError, HandoffNic, HandoffSettings, NETWORKD, poll};
+use multinic_netconf::{DesiredNic, MARKER_PREFIX};
+use std::fmt::Write as _;
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const PATH: &str = "/org/freedesktop/network1";
+const MANAGER: &str = "org.freedesktop.network1.Manager";
+const LINK: &str = "org.freedesktop.network1.Link";
+/// Runtime unit directory, below the host root.
+pub(crate) const UNIT_DIR: &str = "run/systemd/network";
+
+/// One networkd run: the units of the NICs concerned as they were at `begin`.
+pub(super) struct NetworkdRun {
+    bus: Bus,
+    dir: PathBuf,
+    settle: Duration,
+    snapshot: Vec<(PathBuf, Option<Vec<u8>>)>,
+}
+
+impl NetworkdRun {
+    /// Remembers the NICs' current units.
+    pub async fn begin(
+        bus: Bus,
+        settings: &HandoffSettings,
+        nics: &[HandoffNic],
+    ) -> Result<Self, HandoffError> {
+        let dir = settings.root.join(UNIT_DIR);
+        let mut snapshot = Vec::new();
+        for nic in nics {
+            for path in unit_paths(&dir, &nic.name) {
+                let before = match fs::read(&path) {
+                    Ok(bytes) => Some(bytes),
+                    Err(e) if e.kind() == ErrorKind::NotFound => None,
+                    Err(e) => return Err(io_error(&path, e)),
+                };
+                snapshot.push((path, before));
+            }
+        }
+        Ok(Self {
+            bus,
+            dir,
+            settle: settings.settle_timeout,
+            snapshot,
+        })
+    }
+
+    /// Writes the units of written NICs, removes those of removed NICs, reloads networkd and
+    /// waits until it reports every written NIC's link configured.
+    pub async fn apply(&mut self, nics: &[HandoffNic]) -> Result<(), HandoffError> {
+        for nic in nics {
+            let [network, link] = unit_paths(&self.dir, &nic.name);
+            match (&nic.desired, nic.removed) {
+                (Some(desired), false) => {
+                    write(&network, network_unit(desired))?;
+                    write(&link, link_unit(desired))?;
+                }
+                _ => {
+                    remove(&network)?;
+                    remove(&link)?;
+                }
+            }
+        }
+        self.reload().await?;
+        for nic in nics.iter().filter(|n| !n.removed && n.desired.is_some()) {
+            self.wait_configured(&nic.name).await?;
+        }
+        Ok(())
+    }
+
+    /// Restores the units to what they were at `begin` and reloads networkd.
+    pub async fn rollback(self) -> Result<(), HandoffError> {
+        for (path, before) in &self.snapshot {
+            match before {
+                Some(bytes) => write(path, bytes)?,
+                None => remove(path)?,
+            }
+        }
+        self.reload().await
+    }
+
+    async fn reload(&self) -> Result<(), HandoffError> {
+        self.bus.call(NETWORKD, PATH, MANAGER, "Reload", &()).await
+    }
+
+    /// Polls the link's `AdministrativeState` until networkd says `configured`.
+    async fn wait_configured(&self, name: &str) -> Result<(), HandoffError> {
+        let what = format!("systemd-networkd configuring {name}");
+        let last = std::sync::Mutex::new(String::new());
+        let result = poll(&what, self.settle, || async {
+            let (_, link): (i32, zbus::zvariant::OwnedObjectPath) = self
+                .bus
+                .call(NETWORKD, PATH, MANAGER, "GetLinkByName", &(name,))
+                .await?;
+            let state: String = self
+                .bus
+                .get(NETWORKD, link.as_str(), LINK, "AdministrativeState")
+                .await?;
+            match state.as_str() {
+                "configured" => Ok(Some(())),
+                "failed" | "linger" => Err(HandoffError::new(&what, format!("link {state}"))),
+                _ => {
+                    *last.lock().expect("state lock") = state;
+                    Ok(None)
+                }
+            }
+        })
+        .await;
+        let last = last.into_inner().expect("state lock");
+        result.map_err(|e| HandoffError::new(e.op, format!("{} (last state {last:?})", e.detail)))
+    }
+}
+
+/// `10-netplan-<name>.network` and `.link`: netplan's own names for the NIC's units, so a
+/// later `netplan generate` on the host replaces them rather than adding a second set.
+fn unit_paths(dir: &Path, name: &str) -> [PathBuf; 2] {
+    [
+        dir.join(format!("10-netplan-{name}.network")),
+        dir.join(format!("10-netplan-{name}.link")),
+    ]
+}
+
+fn header(nic: &DesiredNic) -> String {
+    format!(
+        "{MARKER_PREFIX} nic={} mac={} (runtime unit for the netplan YAML; removed with the \
+         NIC)\n",
+        nic.name, nic.mac
+    )
+}
+
+/// The `.network` unit netplan generates for multinic's YAML of `nic`, matched by MAC.
+pub(crate) fn network_unit(nic: &DesiredNic) -> String {
+    let mut out = header(nic);
+    let _ = writeln!(out, "[Match]\nMACAddress={}\nName={}\n", nic.mac, nic.name);
+    out.push_str("[Link]\nRequiredForOnline=no\n");
+    if let Some(mtu) = nic.mtu {
+        let _ = writeln!(out, "MTUBytes={mtu}");
+    }
+    let _ = writeln!(
+        out,
+        "\n[Network]\nLinkLocalAddressing=ipv6\nAddress={}\nIPv6AcceptRA=no",
+        nic.address
+    );
+    if let Some(routing) = &nic.routing {
+        // PreferredSource= is what netplan makes of a route's `from:`; the engine's route
+        // carries the NIC's address as its source, and networkd would replace it without.
+        let _ = writeln!(
+            out,
+            "\n[Route]\nDestination={}\nScope=link\nPreferredSource={}\nMetric={}\nTable={}",
+            nic.network,
+            nic.address.addr(),
+            routing.metric,
+            routing.table
+        );
+        let _ = writeln!(
+            out,
+            "\n[RoutingPolicyRule]\nFrom={}\nTable={}\nPriority={}",
+            nic.address.addr(),
+            routing.table,
+            routing.rule_priority
+        );
+    }
+    out
+}
+
+/// The `.link` unit (udev names the NIC on its next add event).
+fn link_unit(nic: &DesiredNic) -> String {
+    let mut out = header(nic);
+    let _ = writeln!(
+        out,
+        "[Match]\nMACAddress={}\n\n[Link]\nName={}\nWakeOnLan=off",
+        nic.mac, nic.name
+    );
+    if let Some(mtu) = nic.mtu {
+        let _ = writeln!(out, "MTUBytes={mtu}");
+    }
+    out
+}
+
+/// Replaces `path` atomically (temp file, rename), mode 0644 as netplan writes them.
+fn write(path: &Path, contents: impl AsRef<[u8]>) -> Result<(), HandoffError> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    // A dot file: networkd ignores it while it sits there.
+    let temp = dir.join(format!(".{name}.multinic-tmp"));
+    fs::write(&temp, contents)
+        .and_then(|()| fs::set_permissions(&temp, fs::Permissions::from_mode(0o644)))
+        .and_then(|()| fs::rename(&temp, path))
+        .map_err(|e| {
+            let _ = fs::remove_file(&temp);
+            io_error(path, e)
+        })
+}
+
+fn remove(path: &Path) -> Result<(), HandoffError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(io_error(path, e)),
+        _ => Ok(()),
+    }
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> HandoffError {
+    HandoffError::new(format!("networkd unit {}", path.display()), e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use multinic_netconf::PolicyRouting;
+
+    #[test]
+    fn units_match_by_mac_and_carry_netplans_settings() {
+        let nic = DesiredNic {
+            slot: 0,
+            name: "multinic0".into(),
+            mac: "fa:16:3e:00:00:01".into(),
+            address: "10.10.0.5/24".parse().unwrap(),
+            network: "10.10.0.0/24".parse().unwrap(),
+            mtu: Some(1450),
+            routing: Some(PolicyRouting {
+                table: 1000,
+                metric: 100,
+                rule_priority: 1000,
+            }),
+            source_index: 0,
+        };
+        let network = network_unit(&nic);
+        let body: Vec<&str> = network.lines().skip(1).collect();
+        assert_eq!(
+            body.join("\n"),
+            "[Match]\nMACAddress=fa:16:3e:00:00:01\nName=multinic0\n\n[Link]\n\
+             RequiredForOnline=no\nMTUBytes=1450\n\n[Network]\nLinkLocalAddressing=ipv6\n\
+             Address=10.10.0.5/24\nIPv6AcceptRA=no\n\n[Route]\nDestination=10.10.0.0/24\n\
+             Scope=link\nPreferredSource=10.10.0.5\nMetric=100\nTable=1000\n\n[RoutingPolicyRule]\nFrom=10.10.0.5\n\
+             Table=1000\nPriority=1000"
+        );
+        assert!(network.starts_with(MARKER_PREFIX));
+        assert!(!network.contains("PermanentMACAddress"));
+        let link = link_unit(&nic);
+        assert!(link.contains("[Match]\nMACAddress=fa:16:3e:00:00:01\n\n[Link]\nName=multinic0\n"));
+    }
+}

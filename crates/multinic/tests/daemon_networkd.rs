@@ -1,0 +1,213 @@
+//! The hand-off to the real systemd-networkd (Debian's), end to end: the built `multinic agent`
+//! with an empty PATH writes the netplan YAML plus the networkd units netplan would generate
+//! (matched by `MACAddress=`) and reloads networkd over a private system bus (see `daemons`).
+
+mod agent_support;
+mod daemons;
+
+use agent_support::wait_for;
+use daemons::{Daemon, Host, SETTLE, spec};
+use std::time::Duration;
+
+const MAC0: &str = "fa:16:3e:00:0d:01";
+const MAC1: &str = "fa:16:3e:00:0d:02";
+const UNIT0: &str = "/run/systemd/network/10-netplan-multinic0.network";
+const UNIT1: &str = "/run/systemd/network/10-netplan-multinic1.network";
+const YAML0: &str = "/etc/netplan/90-multinic0.yaml";
+/// How long an address must stay put after a run, a reload or a restart.
+const STAY: Duration = Duration::from_secs(3);
+
+/// networkd running, NICs attached and seen by it (unmanaged: no unit matches them yet).
+fn networkd_host(nics: &[(&str, &str)]) -> Host {
+    let host = Host::start(Daemon::Networkd);
+    for (tag, mac) in nics {
+        host.attach_nic(tag, mac);
+        let dev = format!("v{tag}a");
+        let seen = wait_for(SETTLE, || {
+            host.networkd_state(&dev).as_deref() == Some("unmanaged")
+        });
+        assert!(
+            seen.is_some(),
+            "networkd did not initialise {dev}: {:?}\n{}",
+            host.networkd_state(&dev),
+            host.log("networkd.log")
+        );
+    }
+    host
+}
+
+fn configured(host: &Host, dev: &str) -> bool {
+    wait_for(SETTLE, || {
+        host.networkd_state(dev).as_deref() == Some("configured")
+    })
+    .is_some()
+}
+
+#[test]
+fn fresh_apply_is_configured_by_networkd_and_survives_reload_restart_and_a_change() {
+    let mut host = networkd_host(&[("0", MAC0)]);
+    let run = host.apply(
+        "ubuntu",
+        &spec(&[(MAC0, "192.0.2.10", "192.0.2.0/24")]),
+        &[],
+    );
+    let (reason, message) = run.nic("multinic0");
+    assert_eq!(reason, "Configured");
+    assert!(message.contains("handed to systemd-networkd"), "{message}");
+
+    assert!(
+        configured(&host, "multinic0"),
+        "{:?}",
+        host.networkd_state("multinic0")
+    );
+    assert_eq!(host.ns.addresses("multinic0"), ["192.0.2.10/24"]);
+    assert!(
+        host.file(YAML0).is_some(),
+        "the netplan YAML stays the persistent source"
+    );
+    let (unit, _) = host.file(UNIT0).expect("runtime unit");
+    assert!(unit.contains(&format!("MACAddress={MAC0}")), "{unit}");
+    assert!(!unit.contains("PermanentMACAddress"), "{unit}");
+    assert!(unit.contains("Address=192.0.2.10/24"), "{unit}");
+
+    assert!(host.addresses_stay("multinic0", &["192.0.2.10/24"], STAY));
+    host.networkd_reload();
+    assert!(configured(&host, "multinic0"));
+    assert!(
+        host.addresses_stay("multinic0", &["192.0.2.10/24"], STAY),
+        "after a Reload: {:?}",
+        host.ns.addresses("multinic0")
+    );
+    host.stop_daemon();
+    host.start_daemon();
+    assert!(
+        configured(&host, "multinic0"),
+        "{}",
+        host.log("networkd.log")
+    );
+    assert!(
+        host.addresses_stay("multinic0", &["192.0.2.10/24"], STAY),
+        "after a restart: {:?}",
+        host.ns.addresses("multinic0")
+    );
+
+    let run = host.apply(
+        "ubuntu",
+        &spec(&[(MAC0, "192.0.2.20", "192.0.2.0/24")]),
+        &[],
+    );
+    assert_eq!(run.nic("multinic0").0, "Configured");
+    assert!(configured(&host, "multinic0"));
+    let (unit, _) = host.file(UNIT0).expect("runtime unit");
+    assert!(unit.contains("Address=192.0.2.20/24"), "{unit}");
+    host.networkd_reload();
+    assert!(
+        host.addresses_stay("multinic0", &["192.0.2.20/24"], STAY),
+        "{:?}",
+        host.ns.addresses("multinic0")
+    );
+}
+
+#[test]
+fn a_removed_nic_and_cleanup_remove_the_units() {
+    let host = networkd_host(&[("0", MAC0), ("1", MAC1)]);
+    let both = spec(&[
+        (MAC0, "192.0.2.10", "192.0.2.0/24"),
+        (MAC1, "198.51.100.10", "198.51.100.0/24"),
+    ]);
+    host.apply("ubuntu", &both, &[]);
+    assert!(configured(&host, "multinic0") && configured(&host, "multinic1"));
+
+    let run = host.apply(
+        "ubuntu",
+        &spec(&[(MAC0, "192.0.2.10", "192.0.2.0/24")]),
+        &[],
+    );
+    assert_eq!(
+        run.nic("multinic0").0,
+        "Unchanged",
+        "networkd's state of multinic0 is the engine's: nothing to repair"
+    );
+    let (reason, message) = run.nic("multinic1");
+    assert!(
+        reason == "Removed" && message.contains("systemd-networkd"),
+        "{reason}: {message}"
+    );
+    assert!(host.file(UNIT1).is_none());
+    assert!(
+        wait_for(SETTLE, || host.networkd_state("multinic1").as_deref()
+            == Some("unmanaged"))
+        .is_some(),
+        "{:?}",
+        host.networkd_state("multinic1")
+    );
+    assert!(host.ns.addresses("multinic1").is_empty());
+    assert!(configured(&host, "multinic0"));
+
+    let run = host.apply("ubuntu", &both, &["--action", "cleanup"]);
+    let (reason, message) = run.nic("multinic0");
+    assert!(
+        reason == "Removed" && message.contains("systemd-networkd"),
+        "{message}"
+    );
+    assert!(host.file(UNIT0).is_none() && host.file(YAML0).is_none());
+    assert!(
+        wait_for(SETTLE, || host.networkd_state("multinic0").as_deref()
+            == Some("unmanaged"))
+        .is_some()
+    );
+    host.networkd_reload();
+    assert!(host.addresses_stay("multinic0", &[], STAY));
+}
+
+#[test]
+fn a_failed_probe_puts_the_units_back() {
+    let host = networkd_host(&[("0", MAC0)]);
+    host.apply(
+        "ubuntu",
+        &spec(&[(MAC0, "192.0.2.10", "192.0.2.0/24")]),
+        &[],
+    );
+    let before = host.file(UNIT0).expect("runtime unit");
+
+    // Nothing listens on the test namespace's loopback.
+    let v2 = spec(&[(MAC0, "192.0.2.20", "192.0.2.0/24")]);
+    let run = host.agent("ubuntu", &v2, &["--probe", "127.0.0.1:9"]);
+    assert_eq!(run.code, 2, "{}\n{}", run.stderr, host.log("networkd.log"));
+    let (reason, message) = run.nic("multinic0");
+    assert!(
+        reason == "ProbeFailed" && !message.contains("revert failed"),
+        "{reason}: {message}"
+    );
+    assert_eq!(host.file(UNIT0), Some(before));
+    assert!(configured(&host, "multinic0"));
+    host.networkd_reload();
+    assert!(
+        host.addresses_stay("multinic0", &["192.0.2.10/24"], STAY),
+        "{:?}",
+        host.ns.addresses("multinic0")
+    );
+}
+
+#[test]
+fn without_networkd_on_the_bus_it_is_netlink_and_files_only_and_says_so() {
+    let host = Host::start(Daemon::Neither);
+    host.attach_nic("0", MAC0);
+    let run = host.apply(
+        "ubuntu",
+        &spec(&[(MAC0, "192.0.2.10", "192.0.2.0/24")]),
+        &[],
+    );
+    let (reason, message) = run.nic("multinic0");
+    assert_eq!(reason, "Configured");
+    assert!(
+        message.contains("netlink and files only: neither NetworkManager nor systemd-networkd"),
+        "{message}"
+    );
+    assert_eq!(host.ns.addresses("multinic0"), ["192.0.2.10/24"]);
+    assert!(host.file(YAML0).is_some());
+    assert!(
+        host.file(UNIT0).is_none(),
+        "no runtime units without networkd"
+    );
+}
