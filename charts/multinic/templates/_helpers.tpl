@@ -120,7 +120,4 @@ MULTINIC_PROBE={{ . }}
 {{- end }}
 MULTINIC_DRY_RUN={{ $a.dryRun }}
 MULTINIC_HANDOFF={{ $a.handoff }}
-{{- with $a.handoffPrefix }}
-MULTINIC_HANDOFF_PREFIX={{ . }}
-{{- end }}
 {{- end }}
