@@ -1,11 +1,15 @@
 //! The kubelet's own API client, counting every request it sends by (verb, resource) as the
-//! API server's counters name them, so a benchmark can tell the kubelet's traffic from the
-//! controller's on the same server.
+//! API server's counters name them, and naming itself in `User-Agent` ([`USER_AGENT`]), so a
+//! benchmark can tell the kubelet's traffic from the controller's on the same server (from
+//! these counters, or from a real apiserver's audit log).
 
 use crate::error::SimError;
 use crate::route::{Route, parse};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+
+/// The `User-Agent` of the kubelet's requests.
+pub const USER_AGENT: &str = "multinic-sim-kubelet";
 
 /// Requests sent, by (verb, resource).
 #[derive(Debug, Default)]
@@ -55,10 +59,15 @@ pub(crate) fn client(
     config: kube::Config,
     counters: std::sync::Arc<Counters>,
 ) -> Result<kube::Client, SimError> {
-    let layer = tower::util::MapRequestLayer::new(move |req: http::Request<kube::client::Body>| {
-        counters.record(req.method(), req.uri());
-        req
-    });
+    let layer =
+        tower::util::MapRequestLayer::new(move |mut req: http::Request<kube::client::Body>| {
+            counters.record(req.method(), req.uri());
+            req.headers_mut().insert(
+                http::header::USER_AGENT,
+                http::HeaderValue::from_static(USER_AGENT),
+            );
+            req
+        });
     let builder = kube::client::ClientBuilder::try_from(config)
         .map_err(|e| SimError::Client(e.to_string()))?;
     Ok(builder.with_layer(&layer).build())

@@ -9,7 +9,7 @@
 //! has one), [`InstantRunner`] answers at once with a successful agent report (for scale runs).
 
 pub mod builtin;
-mod clientcount;
+pub mod clientcount;
 pub mod discovery;
 pub mod error;
 pub mod gc;

@@ -1,16 +1,20 @@
 //! `multinic bench scale`: N MultiNicNodeConfigs on N lightweight simulated nodes with instant
 //! agents, the controller as its own process; reports the time until all are Ready, the API
-//! requests per resource by verb (the simulator's counters) and the controller's peak RSS.
+//! requests per resource by verb (the simulator's counters, or a real apiserver's audit log)
+//! and the controller's peak RSS. With `--kubeconfig` the nodes are the simulator's kubelet
+//! registered with that API server (a real control plane) instead of the embedded one.
 
 use anyhow::{Context, bail};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{WatchStreamExt, watcher};
 use multinic_api::{MultiNicNodeConfig, MultiNicNodeConfigSpec, NodeConfigState};
-use multinic_sim::{NodeSpec, RunnerChoice, Sim, SimConfig};
+use multinic_sim::{Kubelet, KubeletConfig, NodeSpec, RunnerChoice, Sim, SimConfig, SimHandle};
 use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -39,6 +43,15 @@ pub struct ScaleArgs {
     /// Extra argument for the controller process (repeatable), e.g. `--controller-arg=--concurrency=16`.
     #[arg(long = "controller-arg", allow_hyphen_values = true)]
     pub controller_args: Vec<String>,
+    /// Run against this API server (its kubeconfig, with admin rights: nodes, pods, CRDs)
+    /// instead of the embedded simulator; the nodes are the simulator's kubelet registered
+    /// there, the controller uses the same kubeconfig.
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// With --kubeconfig: the apiserver's audit log (JSON lines, level Metadata or more), from
+    /// which the controller's requests are counted (without it none are reported).
+    #[arg(long, value_name = "PATH", requires = "kubeconfig")]
+    pub audit_log: Option<PathBuf>,
     /// Run the controller under this program (a profiler such as `heaptrack`).
     #[arg(long, hide = true)]
     pub controller_wrapper: Option<String>,
@@ -70,27 +83,178 @@ pub fn run(command: &BenchCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn scale_once(n: usize, args: &ScaleArgs) -> anyhow::Result<Outcome> {
-    let sim = Sim::start(SimConfig {
-        nodes: (0..n).map(NodeSpec::generate).collect(),
-        runner: RunnerChoice::Instant,
-        history_limit: (n * 20).max(10_000),
-        // Nothing in the simulator watches node Leases; renewing 10,000 every 10 s would only
+/// Where the nodes live and who counts the requests.
+enum Backend {
+    /// The embedded simulator (its counters, less its kubelet's).
+    Sim(SimHandle),
+    /// Another API server with the simulator's kubelet registered; requests from its audit
+    /// log, read from `offset` on.
+    Remote {
+        kubelet: Kubelet,
+        kubeconfig: PathBuf,
+        audit_log: Option<PathBuf>,
+        offset: u64,
+    },
+}
+
+impl Backend {
+    async fn start(n: usize, args: &ScaleArgs) -> anyhow::Result<(Self, kube::Client)> {
+        let nodes: Vec<NodeSpec> = (0..n).map(NodeSpec::generate).collect();
+        // Nothing in the simulator (nor in the test control plane, which runs no node
+        // lifecycle controller) watches node Leases; renewing 10,000 every 10 s would only
         // load the machine the controller is measured on.
-        lease_renew_interval: Duration::from_secs(3600),
-        ..SimConfig::default()
-    })
-    .await
-    .context("starting the simulator")?;
-    let client = sim.kube_client()?;
+        let renew = Duration::from_secs(3600);
+        let Some(kubeconfig) = &args.kubeconfig else {
+            let sim = Sim::start(SimConfig {
+                nodes,
+                runner: RunnerChoice::Instant,
+                history_limit: (n * 20).max(10_000),
+                lease_renew_interval: renew,
+                ..SimConfig::default()
+            })
+            .await
+            .context("starting the simulator")?;
+            let client = sim.kube_client()?;
+            return Ok((Backend::Sim(sim), client));
+        };
+        let config = kube_config(kubeconfig).await?;
+        let client = kube::Client::try_from(config.clone())?;
+        let work_dir = std::env::temp_dir().join(format!("multinic-bench-{}", std::process::id()));
+        let kubelet = Kubelet::start(
+            config,
+            KubeletConfig {
+                lease_renew_interval: renew,
+                deregister_on_stop: true,
+                ..KubeletConfig::new(nodes, work_dir, RunnerChoice::Instant.into_runner())
+            },
+        )
+        .await
+        .context("registering the nodes")?;
+        Ok((
+            Backend::Remote {
+                kubelet,
+                kubeconfig: kubeconfig.clone(),
+                audit_log: args.audit_log.clone(),
+                offset: 0,
+            },
+            client,
+        ))
+    }
+
+    fn kubeconfig(&self) -> &Path {
+        match self {
+            Backend::Sim(sim) => &sim.kubeconfig_path,
+            Backend::Remote { kubeconfig, .. } => kubeconfig,
+        }
+    }
+
+    /// Starts counting now.
+    fn reset(&mut self) {
+        match self {
+            Backend::Sim(sim) => sim.reset_request_counts(),
+            Backend::Remote {
+                audit_log, offset, ..
+            } => {
+                *offset = audit_log
+                    .as_ref()
+                    .and_then(|p| std::fs::metadata(p).ok())
+                    .map_or(0, |m| m.len());
+            }
+        }
+    }
+
+    /// Requests since [`Backend::reset`] by (verb, resource), the kubelet's left out.
+    fn requests(&self) -> BTreeMap<(String, String), u64> {
+        match self {
+            Backend::Sim(sim) => {
+                let mut requests = sim.request_counts();
+                for ((verb, resource), n) in sim.kubelet_request_counts() {
+                    subtract(&mut requests, &verb, &resource, n);
+                }
+                requests
+            }
+            Backend::Remote {
+                audit_log, offset, ..
+            } => audit_log
+                .as_ref()
+                .map(|p| audit_requests(p, *offset))
+                .unwrap_or_default(),
+        }
+    }
+
+    async fn stop(self) {
+        match self {
+            Backend::Sim(sim) => sim.shutdown().await,
+            Backend::Remote { mut kubelet, .. } => kubelet.stop().await,
+        }
+    }
+}
+
+async fn kube_config(path: &Path) -> anyhow::Result<kube::Config> {
+    let file =
+        Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
+    kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("--kubeconfig {}", path.display()))
+}
+
+/// Requests in the audit log after `offset`, by (verb, resource[/subresource]): completed
+/// requests of people and programs (not `system:` users such as the controller-manager), not
+/// the simulator's kubelet.
+fn audit_requests(path: &Path, offset: u64) -> BTreeMap<(String, String), u64> {
+    let text = std::fs::read(path).unwrap_or_default();
+    let from = (offset as usize).min(text.len());
+    let mut counts = BTreeMap::new();
+    for line in String::from_utf8_lossy(&text[from..]).lines() {
+        let Ok(e) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let user = e["user"]["username"].as_str().unwrap_or_default();
+        let agent = e["userAgent"].as_str().unwrap_or_default();
+        if e["stage"] != "ResponseComplete"
+            || user.starts_with("system:")
+            || agent.starts_with(multinic_sim::clientcount::USER_AGENT)
+        {
+            continue;
+        }
+        let Some(resource) = e["objectRef"]["resource"].as_str() else {
+            continue;
+        };
+        let resource = match e["objectRef"]["subresource"].as_str() {
+            Some(sub) => format!("{resource}/{sub}"),
+            None => resource.to_string(),
+        };
+        let verb = e["verb"].as_str().unwrap_or_default().to_string();
+        *counts.entry((verb, resource)).or_default() += 1;
+    }
+    counts
+}
+
+async fn scale_once(n: usize, args: &ScaleArgs) -> anyhow::Result<Outcome> {
+    let (mut backend, client) = Backend::start(n, args).await?;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd: CustomResourceDefinition = serde_yaml::from_str(&multinic_api::crd_yaml())?;
-    crds.create(&PostParams::default(), &crd).await?;
+    // A real cluster may have both already (from an earlier run).
+    ignore_exists(crds.create(&PostParams::default(), &crd).await)?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns = serde_json::from_value(
         serde_json::json!({"metadata": {"name": multinic_api::DEFAULT_NAMESPACE}}),
     )?;
-    namespaces.create(&PostParams::default(), &ns).await?;
+    ignore_exists(namespaces.create(&PostParams::default(), &ns).await)?;
+    if args.kubeconfig.is_some() {
+        // The CRD must be served before the controller and the bench use it.
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            kube::runtime::wait::await_condition(
+                crds,
+                &name,
+                kube::runtime::wait::conditions::is_crd_established(),
+            ),
+        )
+        .await
+        .context("the CRD was not Established within 60 s")??;
+    }
 
     let exe = std::env::current_exe().context("finding this binary")?;
     let mut command = match &args.controller_wrapper {
@@ -106,7 +270,7 @@ async fn scale_once(n: usize, args: &ScaleArgs) -> anyhow::Result<Outcome> {
         .args(&args.controller_args)
         .args(["--http-addr", "off"])
         .arg(format!("--max-jobs-in-flight={}", args.max_jobs_in_flight))
-        .env("KUBECONFIG", &sim.kubeconfig_path)
+        .env("KUBECONFIG", backend.kubeconfig())
         .env("MULTINIC_LOG", "warn")
         .kill_on_drop(true)
         .spawn()
@@ -120,7 +284,7 @@ async fn scale_once(n: usize, args: &ScaleArgs) -> anyhow::Result<Outcome> {
 
     let api: Api<MultiNicNodeConfig> =
         Api::namespaced(client.clone(), multinic_api::DEFAULT_NAMESPACE);
-    sim.reset_request_counts();
+    backend.reset();
     let own_cpu_before = cpu_seconds(std::process::id()).unwrap_or(0.0);
     let started = Instant::now();
     let ready = tokio::spawn(wait_all_ready(api.clone(), n));
@@ -146,12 +310,9 @@ async fn scale_once(n: usize, args: &ScaleArgs) -> anyhow::Result<Outcome> {
     };
     // Let trailing writes (Job deletions) land before the counters are read.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut requests = sim.request_counts();
     // Neither the simulated kubelet's requests (bindings, pod status, leases) nor the bench's
     // own are the controller's.
-    for ((verb, resource), n) in sim.kubelet_request_counts() {
-        subtract(&mut requests, &verb, &resource, n);
-    }
+    let mut requests = backend.requests();
     subtract(&mut requests, "create", "multinicnodeconfigs", n as u64);
     for verb in ["list", "watch"] {
         subtract(&mut requests, verb, "multinicnodeconfigs", 1);
@@ -161,7 +322,7 @@ async fn scale_once(n: usize, args: &ScaleArgs) -> anyhow::Result<Outcome> {
     let sim_cpu_seconds = cpu_seconds(std::process::id()).unwrap_or(0.0) - own_cpu_before;
     let cpu_seconds = cpu_seconds(pid).unwrap_or(0.0);
     let _ = controller.kill().await;
-    sim.shutdown().await;
+    backend.stop().await;
     Ok(Outcome {
         nodes: n,
         ready_after,
@@ -205,6 +366,14 @@ async fn wait_all_ready(api: Api<MultiNicNodeConfig>, n: usize) -> anyhow::Resul
         }
     }
     bail!("the watch ended before every resource was Ready")
+}
+
+fn ignore_exists<T>(result: Result<T, kube::Error>) -> anyhow::Result<()> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn subtract(requests: &mut BTreeMap<(String, String), u64>, verb: &str, resource: &str, n: u64) {
