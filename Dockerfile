@@ -1,33 +1,36 @@
 # syntax=docker/dockerfile:1
-# The one multinic binary in a small static image. The controller runs it as
+# The one multinic binary in a FROM-scratch image. The controller runs it as
 # `multinic controller`, the agent Jobs and the legacy DaemonSet as `multinic agent`.
 #
 #   docker build -t multinic:0.1.0 .
 #
-# Build stage: Rust on Debian bookworm, linked statically against musl (no libc in the image).
+# Without a Docker daemon or registry, scripts/image.sh builds the same image (the runtime
+# stage below, byte for byte) with buildah from a locally built binary and writes an OCI
+# archive; docs/install.md says how to load it on nodes.
+#
+# Build stage: Rust on Debian bookworm; glibc linked statically (+crt-static), so the image
+# needs no libc. Without default features: no simulator, `sim`, `demo` or `bench` ship.
 ARG RUST_VERSION=1.95
 FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
-RUN apt-get update \
- && apt-get install -y --no-install-recommends musl-tools \
- && rm -rf /var/lib/apt/lists/*
-# The musl target of the machine that builds (x86_64 or aarch64; buildx emulates others).
-RUN rustup target add "$(uname -m)-unknown-linux-musl"
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY crates crates
 # No debug info and no symbols in the shipped binary; the caches only speed up rebuilds.
 ENV CARGO_PROFILE_RELEASE_DEBUG=false \
-    CARGO_PROFILE_RELEASE_STRIP=symbols
+    CARGO_PROFILE_RELEASE_STRIP=symbols \
+    RUSTFLAGS="-C target-feature=+crt-static"
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    target="$(uname -m)-unknown-linux-musl" \
- && cargo build --release --locked --target "$target" -p multinic \
+    target="$(uname -m)-unknown-linux-gnu" \
+ && cargo build --release --locked --target "$target" -p multinic --no-default-features \
  && install -D -m 0755 "target/$target/release/multinic" /out/multinic \
  && /out/multinic --version
 
-# Runtime: distroless static (CA certificates, /etc/passwd with nonroot, tzdata; no shell).
+# Runtime stage (scripts/image.sh builds exactly this part): the binary and the CA bundle
+# (kube's rustls client loads the system roots and refuses to start without any).
 # Non-root by default (the controller); the agent's Pods ask for uid 0 and CAP_NET_ADMIN.
-FROM gcr.io/distroless/static-debian12:nonroot
+FROM scratch
+COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY --from=build /out/multinic /usr/local/bin/multinic
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/multinic"]
