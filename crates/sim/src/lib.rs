@@ -169,12 +169,25 @@ impl SimHandle {
         &self.store
     }
 
-    /// API requests served so far, by (verb, resource); the kubelet's included.
+    /// API requests served so far for clients other than the simulator's own kubelet, by
+    /// (verb, resource): what the code under test asked for.
     pub fn request_counts(&self) -> BTreeMap<(String, String), u64> {
+        let mut counts = self.counters.snapshot();
+        for (key, n) in self.kubelet_request_counts() {
+            if let Some(c) = counts.get_mut(&key) {
+                *c = c.saturating_sub(n);
+            }
+        }
+        counts.retain(|_, n| *n > 0);
+        counts
+    }
+
+    /// Every API request served so far, the kubelet's included.
+    pub fn all_request_counts(&self) -> BTreeMap<(String, String), u64> {
         self.counters.snapshot()
     }
 
-    /// The part of [`SimHandle::request_counts`] the simulated kubelet sent.
+    /// The requests the simulated kubelet sent (bindings, Pod status, Leases, its watches).
     pub fn kubelet_request_counts(&self) -> BTreeMap<(String, String), u64> {
         self.runtime
             .kubelet

@@ -166,13 +166,7 @@ impl Backend {
     /// Requests since [`Backend::reset`] by (verb, resource), the kubelet's left out.
     fn requests(&self) -> BTreeMap<(String, String), u64> {
         match self {
-            Backend::Sim(sim) => {
-                let mut requests = sim.request_counts();
-                for ((verb, resource), n) in sim.kubelet_request_counts() {
-                    subtract(&mut requests, &verb, &resource, n);
-                }
-                requests
-            }
+            Backend::Sim(sim) => sim.request_counts(),
             Backend::Remote {
                 audit_log, offset, ..
             } => audit_log
