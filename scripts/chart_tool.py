@@ -191,8 +191,8 @@ def check_daemonset(objects: list[dict[str, Any]]) -> None:
             expect(sc["readOnlyRootFilesystem"] is True, "DaemonSet root fs must be read-only")
         env = {e["name"]: e for e in container["env"]}
         expect(
-            env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName",
-            "NODE_NAME must come from spec.nodeName",
+            env["MULTINIC_NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName",
+            "MULTINIC_NODE_NAME must come from spec.nodeName",
         )
         for name in env:
             if "PASSWORD" in name:
@@ -258,7 +258,7 @@ def check_guards() -> int:
 SCHEMA_ERROR = "don't meet the specifications of the schema"
 
 # Other values tried for a free-form string leaf until one passes the chart's schema.
-STRING_ALTERNATIVES = ["10.9.9.9:22", "sha256:" + "f" * 64]
+STRING_ALTERNATIVES = ["10.9.9.9:22", "sha256:" + "f" * 64, "7"]
 
 
 def leaves(values: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

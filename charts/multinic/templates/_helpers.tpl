@@ -113,7 +113,7 @@ MULTINIC_NOPREFIXROUTE={{ $a.noprefixroute }}
 MULTINIC_SYSCTLS={{ $a.sysctls }}
 MULTINIC_ALLOW_PRIMARY={{ $a.allowPrimary }}
 {{- with $a.protectAddresses }}
-MULTINIC_PROTECT_ADDRESSES={{ join "," . }}
+MULTINIC_PROTECTED_ADDRESSES={{ join "," . }}
 {{- end }}
 {{- with $a.probe }}
 MULTINIC_PROBE={{ . }}
