@@ -304,7 +304,11 @@ fn config_from(args: AgentArgs) -> anyhow::Result<AgentConfig> {
 /// Every protected address, from the current and the earlier variable, once each.
 fn protected_addresses(args: &AgentArgs) -> Vec<IpAddr> {
     let mut out: Vec<IpAddr> = Vec::new();
-    for ip in args.protected_addresses.iter().chain(&args.protect_addresses_legacy) {
+    for ip in args
+        .protected_addresses
+        .iter()
+        .chain(&args.protect_addresses_legacy)
+    {
         if !out.contains(ip) {
             out.push(*ip);
         }
@@ -514,13 +518,24 @@ mod tests {
         let c = config(&[&base[..], &["fd00::1", "--kubernetes-service-port", "443"]].concat())
             .unwrap();
         assert_eq!(c.guard.probe.as_deref(), Some("[fd00::1]:443"));
-        let c = config(&[&base[..], &["10.96.0.1", "--kubernetes-service-port", "443"]].concat())
-            .unwrap();
+        let c = config(
+            &[
+                &base[..],
+                &["10.96.0.1", "--kubernetes-service-port", "443"],
+            ]
+            .concat(),
+        )
+        .unwrap();
         assert_eq!(c.guard.probe.as_deref(), Some("10.96.0.1:443"));
         let c = config(
             &[
                 &base[..],
-                &["10.96.0.1", "--kubernetes-service-port", "443", "--no-probe"],
+                &[
+                    "10.96.0.1",
+                    "--kubernetes-service-port",
+                    "443",
+                    "--no-probe",
+                ],
             ]
             .concat(),
         )
