@@ -14,7 +14,12 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use multinic_api::{MultiNicNodeConfig, MultiNicNodeConfigSpec, NodeConfigState};
 use multinic_sim::{Kubelet, KubeletConfig, NodeSpec, RunnerChoice};
 use serde_json::Value;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+/// Clusters started by this test process: tests of one file run at once, so each cluster's
+/// network namespaces need a name of their own, not just the process id.
+static CLUSTERS: AtomicUsize = AtomicUsize::new(0);
 
 /// The chart objects that make up the controller's identity and rights (as realcp_rbac.rs).
 const RBAC_KINDS: &[&str] = &[
@@ -62,7 +67,11 @@ impl RealCluster {
             config,
             KubeletConfig {
                 netns: true,
-                netns_prefix: format!("mnrcp-{}", std::process::id()),
+                netns_prefix: format!(
+                    "mnrcp-{}-{}",
+                    std::process::id(),
+                    CLUSTERS.fetch_add(1, Ordering::Relaxed)
+                ),
                 ..KubeletConfig::new(
                     (0..n).map(NodeSpec::generate).collect(),
                     work_dir.clone(),
