@@ -109,24 +109,7 @@ impl Cluster {
         timeout: Duration,
         pred: impl Fn(&MultiNicNodeConfig) -> bool,
     ) -> MultiNicNodeConfig {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut last = None;
-        while tokio::time::Instant::now() < deadline {
-            match self
-                .configs()
-                .get_opt(name)
-                .await
-                .expect("reading the resource")
-            {
-                Some(obj) if pred(&obj) => return obj,
-                other => last = other,
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!(
-            "{name} did not reach the expected state in {timeout:?}; last: {}",
-            serde_json::to_string_pretty(&last.map(|o| o.status)).unwrap()
-        );
+        wait_for_config(&self.configs(), name, timeout, pred).await
     }
 
     /// Waits until `name` is Configured at its current generation.
@@ -384,4 +367,28 @@ pub async fn event_reasons(cluster: &Cluster, name: &str) -> Vec<(String, String
         .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
         .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
         .collect()
+}
+
+/// Polls the resource `name` through `api` until it satisfies `pred` (every 100 ms, until
+/// `timeout`), returning it; panics with the last status seen. Shared by the simulated and the
+/// real control-plane clusters.
+pub async fn wait_for_config(
+    api: &Api<MultiNicNodeConfig>,
+    name: &str,
+    timeout: Duration,
+    pred: impl Fn(&MultiNicNodeConfig) -> bool,
+) -> MultiNicNodeConfig {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last = None;
+    while tokio::time::Instant::now() < deadline {
+        match api.get_opt(name).await.expect("reading the resource") {
+            Some(obj) if pred(&obj) => return obj,
+            other => last = other,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "{name} did not reach the expected state in {timeout:?}; last: {}",
+        serde_json::to_string_pretty(&last.map(|o| o.status)).unwrap()
+    );
 }

@@ -155,19 +155,8 @@ impl RealCluster {
         name: &str,
         pred: impl Fn(&MultiNicNodeConfig) -> bool,
     ) -> MultiNicNodeConfig {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-        let mut last = None;
-        while tokio::time::Instant::now() < deadline {
-            match self.configs().get_opt(name).await.expect("reading") {
-                Some(o) if pred(&o) => return o,
-                other => last = other,
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        panic!(
-            "{name}: expected state not reached; last: {}",
-            serde_json::to_string_pretty(&last.map(|o| o.status)).unwrap()
-        );
+        controller_support::wait_for_config(&self.configs(), name, Duration::from_secs(90), pred)
+            .await
     }
 
     /// Waits until `name` is Configured at its current generation.
