@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts and stops a real Kubernetes control plane for tests, on 127.0.0.1 only:
 # etcd (data on tmpfs, no fsync), kube-apiserver (TLS from an openssl CA, static token auth,
-# Node+RBAC authorization, service-account signing keys, PodSecurity admission, audit log) and
+# Node+RBAC authorization, service-account signing keys, PodSecurity and
+# OwnerReferencesPermissionEnforcement admission on top of the defaults, audit log) and
 # kube-controller-manager (Job, GC, TTL-after-finished, namespace, service accounts and their
 # tokens, root-CA publisher, cluster-role aggregation, pod GC).
 #
@@ -183,6 +184,9 @@ EOF
     say "kube-apiserver on https://127.0.0.1:$api_port"
     # Endpoints may not hold loopback addresses, so the apiserver does not publish its own
     # endpoint (--endpoint-reconciler-type=none); the service CIDR is only allocated, never routed.
+    # --enable-admission-plugins adds to the default set: PodSecurity (on by default, named so
+    # it stays on) and OwnerReferencesPermissionEnforcement, which hardened clusters (OpenShift)
+    # enable: an ownerReference with blockOwnerDeletion needs `update` on the owner's finalizers.
     start kube-apiserver "$apiserver" \
         --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
         --etcd-servers "http://127.0.0.1:$etcd_port" \
@@ -190,7 +194,7 @@ EOF
         --client-ca-file "$dir/ca.crt" --cert-dir "$dir/pki" \
         --token-auth-file "$dir/pki/tokens.csv" \
         --authorization-mode Node,RBAC \
-        --enable-admission-plugins PodSecurity \
+        --enable-admission-plugins PodSecurity,OwnerReferencesPermissionEnforcement \
         --allow-privileged=true \
         --service-account-issuer https://kubernetes.default.svc.cluster.local \
         --service-account-key-file "$dir/pki/sa.pub" \

@@ -122,6 +122,9 @@ pub fn build_job(cfg: &JobConfig, req: JobRequest<'_>) -> Result<Job, JobError> 
     let namespace = owner
         .namespace()
         .ok_or(JobError::MissingMeta("namespace"))?;
+    // A controller reference without blockOwnerDeletion: setting it would need `update` on
+    // multinicnodeconfigs/finalizers wherever OwnerReferencesPermissionEnforcement runs
+    // (OpenShift, hardened clusters), and the cleanup finalizer already orders deletion.
     let owner_ref = owner
         .controller_owner_ref(&())
         .ok_or(JobError::MissingMeta("uid"))?;

@@ -100,9 +100,14 @@ fn job_is_pinned_least_privileged_and_carries_the_spec() {
         Some(job_name("worker-01", AgentAction::Apply, 4, 2).as_str())
     );
     let owner_ref = &job.metadata.owner_references.as_ref().unwrap()[0];
+    // No blockOwnerDeletion: the chart grants no multinicnodeconfigs/finalizers for it.
     assert_eq!(
-        (owner_ref.uid.as_str(), owner_ref.controller),
-        ("uid-1", Some(true))
+        (
+            owner_ref.uid.as_str(),
+            owner_ref.controller,
+            owner_ref.block_owner_deletion
+        ),
+        ("uid-1", Some(true), None)
     );
     let spec = job.spec.as_ref().unwrap();
     assert_eq!(

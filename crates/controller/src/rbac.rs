@@ -47,13 +47,6 @@ pub const RBAC_RULES: &[Permission] = &[
     },
     Permission {
         scope: RbacScope::Watched,
-        api_group: "multinic.io",
-        resource: "multinicnodeconfigs/finalizers",
-        verbs: &["update"],
-        used_by: "job::build_job: the Job's controller ownerReference sets blockOwnerDeletion",
-    },
-    Permission {
-        scope: RbacScope::Watched,
         api_group: "batch",
         resource: "jobs",
         verbs: &["list", "watch", "create", "delete"],

@@ -6,7 +6,7 @@
 //! | Promise | Test |
 //! |---|---|
 //! | create -> Configured with the addresses on the node's NICs; IP change; NIC removed; delete -> cleanup; instanceId mismatch; node missing then appearing; no 403 for the controller in the audit log | `lifecycle_as_the_charts_service_account` |
-//! | least privilege: with any one rule of the chart's Roles and ClusterRole removed (but `multinicnodeconfigs/finalizers`, which only OwnerReferencesPermissionEnforcement asks for), a create/delete cycle with leader election is refused by the real authorizer (a 403 for the controller) | `every_rule_is_needed` |
+//! | least privilege: with any one rule of the chart's Roles and ClusterRole removed, a create/delete cycle with leader election is refused (a 403 for the controller): with OwnerReferencesPermissionEnforcement enabled as on hardened clusters (scripts/control-plane.sh), the Jobs are admitted without `multinicnodeconfigs/finalizers` (their ownerReference leaves blockOwnerDeletion unset), so the chart does not grant it | `every_rule_is_needed` |
 
 mod chart_support;
 mod controller_support;
@@ -212,15 +212,7 @@ async fn every_rule_is_needed() {
                 .unwrap_or_default()
                 .to_string();
             let rules = o["rules"].as_array().cloned().unwrap_or_default();
-            (0..rules.len())
-                // Only OwnerReferencesPermissionEnforcement asks for this one (blockOwnerDeletion
-                // on the Jobs' ownerReference); this control plane lets the Jobs through without
-                // it (kube-apiserver v1.37.2 as scripts/control-plane.sh runs it), so removing
-                // it fails no step here.
-                .filter(move |i| {
-                    rules[*i]["resources"] != serde_json::json!(["multinicnodeconfigs/finalizers"])
-                })
-                .map(move |i| (name.clone(), i))
+            (0..rules.len()).map(move |i| (name.clone(), i))
         })
         .collect();
     assert!(rules.len() >= 5, "{rules:?}");
