@@ -33,7 +33,7 @@ pub struct ControllerConfig {
     pub job: JobConfig,
     /// Cluster-wide cap on agent Jobs in flight.
     pub max_jobs_in_flight: usize,
-    /// Failed resources (since their last change) that pause the rollout of changed ones.
+    /// The rollout budget: resources failed since their last change plus changes in flight.
     pub max_failures: crate::fleet::MaxFailures,
     /// How failed generations are retried.
     pub retry: RetryPolicy,

@@ -91,8 +91,8 @@ pub struct Observed<'a> {
     pub node_recheck: Duration,
     /// An older resource that names the same node and owns it.
     pub conflict: Option<&'a str>,
-    /// `(failed, limit)` when the rollout budget is spent for this resource.
-    pub rollout_paused: Option<(usize, usize)>,
+    /// How the rollout budget stands when it is spent for this resource.
+    pub rollout_paused: Option<crate::fleet::Spent>,
     /// The `multinic.io/resume-rollout` annotation is set.
     pub resume_requested: bool,
 }
@@ -140,7 +140,7 @@ pub enum Action {
 /// How long a busy node is looked at again when no Job event would wake the resource.
 const NODE_BUSY_RECHECK: Duration = Duration::from_secs(5);
 /// Safety net for a paused rollout (the budget's wake-up is the usual way out).
-const ROLLOUT_RECHECK: Duration = Duration::from_secs(60);
+pub const ROLLOUT_RECHECK: Duration = Duration::from_secs(60);
 
 /// The next step for a resource that is not being deleted.
 pub fn decide(o: &Observed<'_>) -> Action {
@@ -306,20 +306,11 @@ pub fn decide(o: &Observed<'_>) -> Action {
             failed_attempts + 1
         }
         _ => {
-            if let Some((failed, limit)) = o.rollout_paused
+            if let Some(spent) = o.rollout_paused
                 && !o.resume_requested
             {
                 return Action::Settle {
-                    verdict: Verdict {
-                        state: NodeConfigState::Pending,
-                        reason: StateReason::RolloutPaused,
-                        message: format!(
-                            "{failed} resources failed since their last change (limit \
-                             {limit}); no new Job starts until they recover, or set \
-                             {} on this resource",
-                            multinic_api::RESUME_ROLLOUT_ANNOTATION
-                        ),
-                    },
+                    verdict: rollout_paused(spent),
                     requeue: Some(ROLLOUT_RECHECK),
                 };
             }
@@ -327,6 +318,26 @@ pub fn decide(o: &Observed<'_>) -> Action {
         }
     };
     gated(o, node, start(attempt, false))
+}
+
+/// Pending/RolloutPaused: the budget is spent (also when a concurrent start took its last unit
+/// between the decision and the launch).
+pub fn rollout_paused(spent: crate::fleet::Spent) -> Verdict {
+    let crate::fleet::Spent {
+        failed,
+        changing,
+        limit,
+    } = spent;
+    Verdict {
+        state: NodeConfigState::Pending,
+        reason: StateReason::RolloutPaused,
+        message: format!(
+            "{failed} resources failed since their last change and {changing} changed ones are \
+             being applied (limit {limit}); no new Job starts until they finish or recover, or \
+             set {} on this resource",
+            multinic_api::RESUME_ROLLOUT_ANNOTATION
+        ),
+    }
 }
 
 /// Holds a Job back while the node cannot run it (NotReady, cordoned) or is busy.
@@ -381,89 +392,6 @@ fn self_healing(status: Option<&MultiNicNodeConfigStatus>) -> bool {
         && failed.all(|i| i.reason == multinic_api::InterfaceReason::MacNotFound.as_str())
 }
 
-/// The next step for a resource being deleted (its finalizer still set).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CleanupAction {
-    /// Delete a finished Job that is not the cleanup's result.
-    DeleteJob(String),
-    /// An apply or cleanup Job is still running on the node: wait for it.
-    Wait,
-    /// Run the cleanup Job (`attempt` is 1-based).
-    Start {
-        /// OS flavor of the node.
-        flavor: OsFlavor,
-    },
-    /// The cleanup Job succeeded: delete it and let the finalizer go.
-    Done(String),
-    /// The cleanup Job failed: delete it, report, and try again later.
-    Failed(String),
-    /// Nothing to clean up (the Node is gone or runs an OS multinic never configured).
-    Release(String),
-}
-
-/// What the cleanup decision reads besides the Node and the Jobs.
-#[derive(Clone, Copy, Debug)]
-pub struct Leaving<'a> {
-    /// The resource's spec.
-    pub spec: &'a MultiNicNodeConfigSpec,
-    /// The resource's status, if any.
-    pub status: Option<&'a MultiNicNodeConfigStatus>,
-    /// An older resource owns the node.
-    pub conflict: Option<&'a str>,
-}
-
-/// The next step for a resource whose deletion is waiting on the cleanup finalizer.
-pub fn decide_cleanup(
-    node: Option<&NodeFacts>,
-    leaving: Leaving<'_>,
-    jobs: &[JobFacts],
-) -> CleanupAction {
-    let node_name = leaving.spec.node_name.as_str();
-    if let Some(job) = jobs.iter().find(|j| j.phase.finished()) {
-        return match (job.action, job.phase) {
-            (AgentAction::Cleanup, JobPhase::Succeeded) => CleanupAction::Done(job.name.clone()),
-            (AgentAction::Cleanup, _) => CleanupAction::Failed(job.name.clone()),
-            (AgentAction::Apply, _) => CleanupAction::DeleteJob(job.name.clone()),
-        };
-    }
-    if jobs.iter().any(|j| !j.phase.finished()) {
-        return CleanupAction::Wait;
-    }
-    let Some(node) = node else {
-        return CleanupAction::Release(format!("Node {node_name:?} no longer exists"));
-    };
-    // A resource that never configured its node has nothing there to remove, and a cleanup
-    // Job would take what the node's owner configured.
-    if let Some(owner) = leaving.conflict {
-        return CleanupAction::Release(format!(
-            "Node {node_name:?} belongs to {owner}; its NICs are not this resource's"
-        ));
-    }
-    if let Some(want) = &leaving.spec.instance_id
-        && !same_uuid(want, node.system_uuid.as_deref().unwrap_or(""))
-    {
-        return CleanupAction::Release(format!(
-            "Node {node_name:?} is not instance {want} (another VM); multinic never configured it"
-        ));
-    }
-    if leaving
-        .status
-        .and_then(|s| s.last_job_name.as_deref())
-        .is_none()
-    {
-        return CleanupAction::Release(format!(
-            "no agent Job ever ran for this resource on {node_name:?}"
-        ));
-    }
-    match node.flavor() {
-        Some(flavor) => CleanupAction::Start { flavor },
-        None => CleanupAction::Release(format!(
-            "Node {node_name:?} runs {:?}, which multinic never configured",
-            node.os_image.as_deref().unwrap_or("")
-        )),
-    }
-}
-
 fn settle(state: NodeConfigState, reason: StateReason, message: String) -> Action {
     Action::Settle {
         verdict: Verdict {
@@ -499,6 +427,10 @@ pub fn ready_reason(status: &MultiNicNodeConfigStatus) -> Option<StateReason> {
 fn last_updated(status: Option<&MultiNicNodeConfigStatus>) -> Option<Timestamp> {
     status?.last_updated.as_deref()?.parse().ok()
 }
+
+#[path = "decide_cleanup.rs"]
+mod cleanup;
+pub use cleanup::{CleanupAction, Leaving, decide_cleanup};
 
 #[cfg(test)]
 #[path = "decide_tests.rs"]

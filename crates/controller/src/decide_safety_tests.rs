@@ -115,7 +115,11 @@ fn a_rejected_job_is_tried_again_only_after_the_longest_backoff() {
 #[test]
 fn a_spent_rollout_budget_pauses_changed_resources_not_retries() {
     let mut case = Case::new();
-    case.rollout_paused = Some((3, 3));
+    case.rollout_paused = Some(crate::fleet::Spent {
+        failed: 1,
+        changing: 2,
+        limit: 3,
+    });
     match case.decide() {
         Action::Settle { verdict, requeue } => {
             assert_eq!(
@@ -123,7 +127,8 @@ fn a_spent_rollout_budget_pauses_changed_resources_not_retries() {
                 (NodeConfigState::Pending, StateReason::RolloutPaused)
             );
             assert!(
-                verdict.message.contains("3 resources failed"),
+                verdict.message.contains("1 resources failed")
+                    && verdict.message.contains("2 changed ones are being applied"),
                 "{}",
                 verdict.message
             );

@@ -74,7 +74,7 @@ pub(super) struct Case {
     pub(super) node_busy: bool,
     pub(super) now: Timestamp,
     pub(super) conflict: Option<&'static str>,
-    pub(super) rollout_paused: Option<(usize, usize)>,
+    pub(super) rollout_paused: Option<crate::fleet::Spent>,
     pub(super) resume_requested: bool,
 }
 

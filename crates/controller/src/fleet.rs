@@ -1,6 +1,8 @@
 //! What the controller knows across resources, kept from the resource watch itself so no
 //! reconcile scans the cache: which resource owns each node (the oldest that names it), and
-//! which resources have failed since their last change (the rollout budget).
+//! the rollout budget: the resources that have failed since their last change plus the changed
+//! ones whose agent Job is running now (as kubernetes-nmstate's maxUnavailable counts failed
+//! and in-progress nodes), so a bad push stops after a few Jobs, not after the Job cap.
 
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
@@ -47,6 +49,17 @@ impl MaxFailures {
     }
 }
 
+/// How the rollout budget stands when it holds a resource back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Spent {
+    /// Resources failed since their last change.
+    pub failed: usize,
+    /// Changed resources whose agent Job runs now.
+    pub changing: usize,
+    /// The budget ([`MaxFailures::limit`]).
+    pub limit: usize,
+}
+
 /// One resource's claim on a node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Claim {
@@ -73,6 +86,9 @@ struct Maps {
     by_node: HashMap<String, Vec<Claim>>,
     /// Resources failed since their last change, by uid.
     failed: HashSet<String>,
+    /// Changed resources (generation above 1: the spec changed after creation) with an agent
+    /// Job applying that generation, uid -> generation. Never also in `failed`.
+    changing: HashMap<String, i64>,
     /// Resources held back by the rollout budget, woken when it frees.
     paused: HashSet<Ref>,
     /// Uids seen during a re-list (between Init and InitDone).
@@ -91,6 +107,33 @@ pub fn failed_since_change(obj: &MultiNicNodeConfig) -> bool {
     obj.status
         .as_ref()
         .is_some_and(|s| job_failed_at(s, obj.metadata.generation))
+}
+
+/// Whether `obj`'s status says an agent Job applies its current generation, and that
+/// generation is a change (the first configuration of a new resource uses no budget: a new
+/// node serves nothing yet, and a fleet's first rollout must not run a few Jobs at a time).
+fn changing_now(obj: &MultiNicNodeConfig) -> bool {
+    let generation = obj.metadata.generation;
+    generation.is_some_and(|g| g > 1)
+        && obj.status.as_ref().is_some_and(|s| {
+            s.state == Some(NodeConfigState::InProgress) && s.observed_generation == generation
+        })
+}
+
+/// Whether `obj`'s status ends the run that `changing` counted at `generation`: a later
+/// generation, or an outcome of this one. (A Pending status of this generation does not: the
+/// watch may deliver one written before the Job started after it; the controller's own writes
+/// end a run through [`Fleet::wrote_status`].)
+fn run_ended(obj: &MultiNicNodeConfig, generation: i64) -> bool {
+    let current = obj.metadata.generation.unwrap_or(0);
+    current > generation
+        || obj.status.as_ref().is_some_and(|s| {
+            s.observed_generation == Some(current)
+                && matches!(
+                    s.state,
+                    Some(NodeConfigState::Configured | NodeConfigState::Failed)
+                )
+        })
 }
 
 /// Whether `status` records a Job-run failure of `generation`.
@@ -139,9 +182,7 @@ impl Fleet {
                 }
             }
         }
-        if maps.failed.len() < self.limit(&maps) {
-            woken.extend(maps.paused.drain());
-        }
+        woken.extend(self.freed(&mut maps));
         drop(maps);
         for r in woken {
             let _ = self.wake.send(r);
@@ -170,9 +211,16 @@ impl Fleet {
             maps.by_uid.insert(uid.clone(), (node, claim));
         }
         if failed_since_change(obj) {
+            maps.changing.remove(&uid);
             maps.failed.insert(uid);
-        } else {
-            maps.failed.remove(&uid);
+            return;
+        }
+        maps.failed.remove(&uid);
+        if changing_now(obj) {
+            let generation = obj.metadata.generation.unwrap_or(0);
+            maps.changing.insert(uid, generation);
+        } else if maps.changing.get(&uid).is_some_and(|g| run_ended(obj, *g)) {
+            maps.changing.remove(&uid);
         }
     }
 
@@ -185,18 +233,65 @@ impl Fleet {
         status: &MultiNicNodeConfigStatus,
     ) {
         let failed = job_failed_at(status, generation);
+        let running = status.state == Some(NodeConfigState::InProgress)
+            && status.observed_generation == generation
+            && generation.is_some_and(|g| g > 1);
         let mut maps = self.lock();
         if !maps.by_uid.contains_key(uid) {
             return;
         }
         if failed {
+            maps.changing.remove(uid);
             maps.failed.insert(uid.to_string());
-        } else if maps.failed.remove(uid) && maps.failed.len() < self.limit(&maps) {
-            let woken: Vec<Ref> = maps.paused.drain().collect();
-            drop(maps);
-            for r in woken {
-                let _ = self.wake.send(r);
-            }
+            return;
+        }
+        maps.failed.remove(uid);
+        if running {
+            maps.changing
+                .insert(uid.to_string(), generation.unwrap_or(0));
+        } else {
+            maps.changing.remove(uid);
+        }
+        let woken = self.freed(&mut maps);
+        drop(maps);
+        for r in woken {
+            let _ = self.wake.send(r);
+        }
+    }
+
+    /// Takes budget for an agent Job of `uid` at `generation` before it is created; `force`
+    /// (the resume annotation) takes it even when spent. `Ok(true)` when this call took it (to
+    /// be given back with [`Self::unclaim`] if the Job is not created), `Ok(false)` when none
+    /// was needed (a first configuration) or the resource holds budget already (failed or
+    /// changing), `Err` when the budget is spent. Check and take are one step, so concurrent
+    /// reconciles cannot start more changes than the budget allows.
+    pub fn claim(&self, uid: &str, generation: i64, force: bool) -> Result<bool, Spent> {
+        if generation <= 1 {
+            return Ok(false);
+        }
+        let mut maps = self.lock();
+        if !maps.by_uid.contains_key(uid)
+            || maps.failed.contains(uid)
+            || maps.changing.contains_key(uid)
+        {
+            return Ok(false);
+        }
+        let spent = self.spent(&maps);
+        if !force && spent.failed + spent.changing >= spent.limit {
+            return Err(spent);
+        }
+        maps.changing.insert(uid.to_string(), generation);
+        Ok(true)
+    }
+
+    /// Gives back what [`Self::claim`] took: the Job was not created.
+    pub fn unclaim(&self, uid: &str) {
+        let mut maps = self.lock();
+        maps.changing.remove(uid);
+        let woken = self.freed(&mut maps);
+        drop(maps);
+        for r in woken {
+            let _ = self.wake.send(r);
         }
     }
 
@@ -211,19 +306,19 @@ impl Fleet {
         (owner.uid != uid).then(|| owner.who.clone())
     }
 
-    /// `(failed, limit)` when the rollout budget is spent and `uid` is not itself among the
-    /// failed (a failed resource may still retry).
-    pub fn rollout_paused(&self, uid: &str) -> Option<(usize, usize)> {
+    /// How the budget stands when it is spent and `uid` holds none of it itself (a failed
+    /// resource may still retry, a changing one finish).
+    pub fn rollout_paused(&self, uid: &str) -> Option<Spent> {
         let maps = self.lock();
-        let limit = self.limit(&maps);
-        let failed = maps.failed.len();
-        (failed >= limit && !maps.failed.contains(uid)).then_some((failed, limit))
+        let spent = self.spent(&maps);
+        let holds = maps.failed.contains(uid) || maps.changing.contains_key(uid);
+        (spent.failed + spent.changing >= spent.limit && !holds).then_some(spent)
     }
 
-    /// Remembers that `who` waits for the budget: it is woken once failures drop below it.
+    /// Remembers that `who` waits for the budget: it is woken once it frees.
     pub fn pause(&self, who: &Ref) {
         let mut maps = self.lock();
-        if maps.failed.len() < self.limit(&maps) {
+        if !self.is_spent(&maps) {
             drop(maps);
             let _ = self.wake.send(who.clone());
         } else {
@@ -241,8 +336,26 @@ impl Fleet {
         self.lock().paused.remove(who);
     }
 
-    fn limit(&self, maps: &Maps) -> usize {
-        self.budget.limit(maps.by_uid.len())
+    fn spent(&self, maps: &Maps) -> Spent {
+        Spent {
+            failed: maps.failed.len(),
+            changing: maps.changing.len(),
+            limit: self.budget.limit(maps.by_uid.len()),
+        }
+    }
+
+    fn is_spent(&self, maps: &Maps) -> bool {
+        let spent = self.spent(maps);
+        spent.failed + spent.changing >= spent.limit
+    }
+
+    /// The paused resources to wake when the budget has room again.
+    fn freed(&self, maps: &mut Maps) -> Vec<Ref> {
+        if self.is_spent(maps) {
+            Vec::new()
+        } else {
+            maps.paused.drain().collect()
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Maps> {
@@ -253,6 +366,7 @@ impl Fleet {
 /// Drops `uid`'s claim; the other claimants of its node are woken (one may own it now).
 fn remove(maps: &mut Maps, uid: &str, woken: &mut Vec<Ref>) {
     maps.failed.remove(uid);
+    maps.changing.remove(uid);
     let Some((node, claim)) = maps.by_uid.remove(uid) else {
         return;
     };

@@ -118,7 +118,14 @@ fn failures_pause_changed_resources_until_they_clear() {
         obj("r1", "u1", "n1", 1),
         StateReason::InterfacesFailed,
     )));
-    assert_eq!(fleet.rollout_paused("u3"), Some((2, 2)));
+    assert_eq!(
+        fleet.rollout_paused("u3"),
+        Some(Spent {
+            failed: 2,
+            changing: 0,
+            limit: 2
+        })
+    );
     assert_eq!(fleet.rollout_paused("u1"), None, "a failed one may retry");
     fleet.pause(&r("r3"));
     assert_eq!(fleet.paused(), 1);
@@ -154,8 +161,115 @@ fn a_failure_written_by_this_controller_counts_before_the_watch_shows_it() {
         .status
         .unwrap();
     fleet.wrote_status("u0", Some(1), &written);
-    assert_eq!(fleet.rollout_paused("u1"), Some((1, 1)));
+    assert_eq!(
+        fleet.rollout_paused("u1"),
+        Some(Spent {
+            failed: 1,
+            changing: 0,
+            limit: 1
+        })
+    );
     // A status of an older generation is no failure of the current one.
     fleet.wrote_status("u0", Some(2), &written);
     assert_eq!(fleet.rollout_paused("u1"), None);
+}
+
+fn at(mut o: MultiNicNodeConfig, generation: i64, state: NodeConfigState) -> MultiNicNodeConfig {
+    o.metadata.generation = Some(generation);
+    o.status = Some(MultiNicNodeConfigStatus {
+        state: Some(state),
+        observed_generation: Some(generation),
+        ..Default::default()
+    });
+    o
+}
+
+#[test]
+fn changed_resources_with_a_job_running_use_the_budget_new_ones_do_not() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let fleet = Fleet::new(MaxFailures::Count(2), tx);
+    for i in 0..6 {
+        fleet.apply(&watcher::Event::Apply(obj(
+            &format!("r{i}"),
+            &format!("u{i}"),
+            &format!("n{i}"),
+            i,
+        )));
+    }
+    // First configurations take no budget, however many run.
+    assert_eq!(fleet.claim("u0", 1, false), Ok(false));
+    fleet.apply(&watcher::Event::Apply(at(
+        obj("r1", "u1", "n1", 1),
+        1,
+        NodeConfigState::InProgress,
+    )));
+    assert_eq!(fleet.rollout_paused("u5"), None);
+    // Two changes start: the budget is spent before anything failed.
+    assert_eq!(fleet.claim("u2", 2, false), Ok(true));
+    assert_eq!(fleet.claim("u2", 2, false), Ok(false), "held already");
+    assert_eq!(fleet.claim("u3", 2, false), Ok(true));
+    let spent = Spent {
+        failed: 0,
+        changing: 2,
+        limit: 2,
+    };
+    assert_eq!(fleet.claim("u4", 2, false), Err(spent));
+    assert_eq!(fleet.rollout_paused("u4"), Some(spent));
+    assert_eq!(fleet.rollout_paused("u2"), None, "a running change goes on");
+    assert_eq!(
+        fleet.claim("u4", 2, true),
+        Ok(true),
+        "the resume annotation"
+    );
+    fleet.unclaim("u4");
+    fleet.pause(&r("r4"));
+    // A stale Pending of u3's generation (written before its Job) does not end its run.
+    fleet.apply(&watcher::Event::Apply(at(
+        obj("r3", "u3", "n3", 3),
+        2,
+        NodeConfigState::Pending,
+    )));
+    assert_eq!(fleet.rollout_paused("u4"), Some(spent));
+    assert!(rx.try_recv().is_err());
+    // u2 fails: it moves from changing to failed, the budget stays spent.
+    fleet.apply(&watcher::Event::Apply({
+        let mut o = failed(obj("r2", "u2", "n2", 2), StateReason::JobFailed);
+        o.metadata.generation = Some(2);
+        o.status.as_mut().unwrap().observed_generation = Some(2);
+        o
+    }));
+    assert_eq!(
+        fleet.rollout_paused("u4"),
+        Some(Spent {
+            failed: 1,
+            changing: 1,
+            limit: 2
+        })
+    );
+    // u3 is Configured: room again, the paused one is woken.
+    fleet.apply(&watcher::Event::Apply(at(
+        obj("r3", "u3", "n3", 3),
+        2,
+        NodeConfigState::Configured,
+    )));
+    assert_eq!(fleet.rollout_paused("u4"), None);
+    assert_eq!(rx.try_recv().unwrap(), r("r4"));
+    // After a restart the watch alone shows a change in flight.
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let fresh = Fleet::new(MaxFailures::Count(1), tx);
+    fresh.apply(&watcher::Event::Apply(obj("r0", "u0", "n0", 0)));
+    fresh.apply(&watcher::Event::Apply(at(
+        obj("r1", "u1", "n1", 1),
+        3,
+        NodeConfigState::InProgress,
+    )));
+    assert!(fresh.rollout_paused("u0").is_some());
+    // Its own InProgress write counts before the watch shows it; its outcome frees it.
+    let written = at(obj("r0", "u0", "n0", 0), 2, NodeConfigState::InProgress);
+    fresh.wrote_status("u0", Some(2), written.status.as_ref().unwrap());
+    assert_eq!(fresh.rollout_paused("u0"), None, "u0 holds budget now");
+    let done = at(obj("r1", "u1", "n1", 1), 3, NodeConfigState::Configured);
+    fresh.wrote_status("u1", Some(3), done.status.as_ref().unwrap());
+    fresh.wrote_status("u0", Some(2), done.status.as_ref().unwrap());
+    assert_eq!(fresh.claim("u1", 4, false), Ok(true));
 }

@@ -257,47 +257,27 @@ pub async fn apply(obj: Arc<MultiNicNodeConfig>, ctx: &Context) -> Result<Requeu
                 if job_exists {
                     ctx.slots.adopt(&key);
                 } else {
-                    let protect = node
-                        .as_ref()
-                        .map(|n| n.addresses.clone())
-                        .unwrap_or_default();
-                    let request = JobRequest {
-                        owner: &obj,
-                        action: AgentAction::Apply,
-                        attempt,
-                        flavor,
-                        protect: &protect,
+                    let held = match ctx.fleet.claim(&uid, generation, observed.resume_requested) {
+                        // Another start took the budget's last unit since the decision.
+                        Err(spent) => {
+                            ctx.slots.declined(&ObjectRef::from_obj(obj.as_ref()));
+                            ctx.fleet.pause(&ObjectRef::from_obj(obj.as_ref()));
+                            Some((decide::rollout_paused(spent), decide::ROLLOUT_RECHECK))
+                        }
+                        Ok(claimed) => {
+                            let launched = launch_apply(ctx, &obj, &key, attempt, flavor).await;
+                            if claimed && !matches!(launched, Ok(Launch::Created)) {
+                                ctx.fleet.unclaim(&uid);
+                            }
+                            held_by(ctx, &name, launched?)
+                        }
                     };
-                    let held = match ctx.launch_job(&key, request).await? {
-                        Launch::Created => None,
-                        // Woken through the slot queue; the requeue is only a safety net.
-                        Launch::NoSlot => Some((
-                            NodeConfigState::Pending,
-                            multinic_api::StateReason::WaitingForJobSlot,
-                            format!(
-                                "waiting for a free Job slot ({} agent Jobs may run at once)",
-                                ctx.config.max_jobs_in_flight
-                            ),
-                            Some(Duration::from_secs(60)),
-                        )),
-                        Launch::Rejected(message) => Some((
-                            NodeConfigState::Failed,
-                            multinic_api::StateReason::JobRejected,
-                            format!("the API server refused agent Job {name}: {message}"),
-                            Some(ctx.config.retry.max_delay),
-                        )),
-                    };
-                    if let Some((state, reason, message, requeue)) = held {
-                        let verdict = decide::Verdict {
-                            state,
-                            reason,
-                            message,
-                        };
+                    if let Some((verdict, requeue)) = held {
                         let now = jiff::Timestamp::now();
                         let next =
                             status::settled(&obj.spec, generation, &verdict, status.as_ref(), now);
                         write_status(ctx, &obj, status.as_ref(), &next).await?;
-                        return Ok(requeue.map_or_else(Requeue::await_change, Requeue::requeue));
+                        return Ok(Requeue::requeue(requeue));
                     }
                 }
                 ctx.fleet.unpause(&ObjectRef::from_obj(obj.as_ref()));
@@ -321,6 +301,57 @@ pub async fn apply(obj: Arc<MultiNicNodeConfig>, ctx: &Context) -> Result<Requeu
         }
     }
     Ok(Requeue::requeue(Duration::from_secs(1)))
+}
+
+/// Creates the apply Job of `attempt` under the Job cap (see [`Context::launch_job`]).
+async fn launch_apply(
+    ctx: &Context,
+    obj: &MultiNicNodeConfig,
+    key: &str,
+    attempt: u32,
+    flavor: multinic_netconf::OsFlavor,
+) -> Result<Launch, Error> {
+    let protect = ctx
+        .node(&obj.spec.node_name)
+        .map(|n| n.addresses)
+        .unwrap_or_default();
+    let request = JobRequest {
+        owner: obj,
+        action: AgentAction::Apply,
+        attempt,
+        flavor,
+        protect: &protect,
+    };
+    ctx.launch_job(key, request).await
+}
+
+/// The status that holds a resource back when its Job was not created, and when to look again.
+fn held_by(ctx: &Context, name: &str, launch: Launch) -> Option<(decide::Verdict, Duration)> {
+    let (state, reason, message, requeue) = match launch {
+        Launch::Created => return None,
+        // Woken through the slot queue; the requeue is only a safety net.
+        Launch::NoSlot => (
+            NodeConfigState::Pending,
+            multinic_api::StateReason::WaitingForJobSlot,
+            format!(
+                "waiting for a free Job slot ({} agent Jobs may run at once)",
+                ctx.config.max_jobs_in_flight
+            ),
+            Duration::from_secs(60),
+        ),
+        Launch::Rejected(message) => (
+            NodeConfigState::Failed,
+            multinic_api::StateReason::JobRejected,
+            format!("the API server refused agent Job {name}: {message}"),
+            ctx.config.retry.max_delay,
+        ),
+    };
+    let verdict = decide::Verdict {
+        state,
+        reason,
+        message,
+    };
+    Some((verdict, requeue))
 }
 
 /// Applies `next` as the status when it differs from `prev` (timestamps aside), and publishes

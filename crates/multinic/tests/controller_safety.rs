@@ -1,6 +1,7 @@
 //! The controller keeps nodes safe and status truthful, end to end against the simulator: one
 //! owner per node, refused Jobs reported with the API's message, the rollout budget stopping a
-//! bad push, and the Job cap holding across a controller restart.
+//! bad push (failures and the changes in flight count, so it stops within the budget, not the
+//! Job cap), and the Job cap holding across a controller restart.
 
 mod controller_support;
 
@@ -315,5 +316,65 @@ async fn deleting_a_resource_that_never_ran_needs_no_cleanup_job() {
         0,
         "no apply or cleanup Job"
     );
+    cluster.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_push_of_changes_stops_within_the_budget_not_the_job_cap() {
+    const NODES: usize = 20;
+    let cluster = Cluster::start(NODES).await;
+    let mut config = test_config();
+    config.max_jobs_in_flight = 50;
+    config.max_failures = MaxFailures::Count(3);
+    let _controller = RunningController::start(cluster.client.clone(), config);
+    let names: Vec<String> = (0..NODES).map(|i| Cluster::node(i).name).collect();
+    let good = |i: usize| {
+        spec_for(
+            i,
+            &[(0, &format!("10.60.{i}.5"), &format!("10.60.{i}.0/24"))],
+        )
+    };
+    // First configurations take no budget: all of them run at once and end Configured.
+    for (i, name) in names.iter().enumerate() {
+        cluster.create(name, good(i)).await;
+    }
+    for name in &names {
+        cluster.wait_configured(name).await;
+    }
+    // The producer pushes a spec naming a NIC no node has: every run of it fails.
+    for (i, name) in names.iter().enumerate() {
+        let mut bad = good(i);
+        bad.interfaces[0].mac_address = "02:00:5e:ff:ff:01".into();
+        cluster.set_spec(name, &bad).await;
+    }
+    let mut ran = Vec::new();
+    let mut paused = 0;
+    for name in &names {
+        let obj = cluster
+            .wait_for(name, WAIT, |o| {
+                reason_is(o, NodeConfigState::Failed, StateReason::InterfacesFailed)
+                    || reason_is(o, NodeConfigState::Pending, StateReason::RolloutPaused)
+            })
+            .await;
+        if reason_is(&obj, NodeConfigState::Pending, StateReason::RolloutPaused) {
+            paused += 1;
+        } else {
+            ran.push(name.clone());
+        }
+    }
+    // The Jobs running for changes count against the budget: three start, not fifty.
+    assert!(
+        ran.len() <= 3,
+        "{} changed resources ran a Job: {ran:?}",
+        ran.len()
+    );
+    assert_eq!(paused + ran.len(), NODES);
+    // The nodes held back keep the configuration they had.
+    for (i, name) in names.iter().enumerate() {
+        if !ran.contains(name) {
+            let addrs = cluster.addresses(name);
+            assert!(addrs.contains(&format!("10.60.{i}.5/24")), "{addrs}");
+        }
+    }
     cluster.sim.shutdown().await;
 }
