@@ -6,13 +6,13 @@ use crate::config::{EngineConfig, RESERVED_TABLES};
 use crate::diff::{current_slots, plan_runtime};
 use crate::error::EngineError;
 use crate::files::{self, FileOp};
-use crate::handoff::{HandoffNic, HostHandoff};
+use crate::handoff::{HostHandoff, handoff_nics};
 use crate::interrupt::Interrupt;
 use crate::outcome::{ApplyOutcome, WriteCounts, outcomes};
 use crate::plan::{Change, FileChange, NicAction, NicPlan, Plan};
 use crate::probe::probe;
 use crate::recover;
-use crate::revert::{FileSnapshot, revert_changes};
+use crate::revert::FileSnapshot;
 use crate::state::KernelState;
 use crate::sysctl;
 use crate::verify::Failure;
@@ -23,11 +23,15 @@ use rtnetlink::Handle;
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 
+/// How long verify waits for a daemon that took the NICs over to converge on multinic's
+/// files (NetworkManager and networkd settle within a fraction of a second).
+const DAEMON_SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Applies desired NIC state to the network namespace it was connected in.
 pub struct Engine {
-    handle: Handle,
+    pub(crate) handle: Handle,
     pub(crate) config: EngineConfig,
-    handoff: Box<dyn HostHandoff>,
+    pub(crate) handoff: Box<dyn HostHandoff>,
     interrupt: Interrupt,
 }
 
@@ -257,50 +261,25 @@ impl Engine {
                 file_ops(&plan.files),
                 counters.clone(),
             );
-            tokio::task::spawn_blocking(move || {
-                let staged = files::stage(&root, &ops)?;
-                Ok((staged, counters))
-            })
+            let stage = move || files::stage(&root, &ops).map(|staged| (staged, counters));
+            tokio::task::spawn_blocking(stage)
         });
+        // A daemon taking the NICs over (NetworkManager activating a profile, networkd
+        // reconfiguring a link) rewrites what the kernel holds, and may briefly flush what
+        // the engine set while it notices the renamed links: with one, the kernel is verified
+        // after the daemon settled on multinic's files, which must be on disk before it can
+        // read them (a failed verify then restores the files). Without one, verify comes
+        // first and a failed run never commits a file.
+        let daemon = handoff_note.is_some() && self.handoff.daemon_takes_over();
         let mut failure = self.apply_kernel(&writer, &plan).await;
-        if failure.is_none() && plan.kernel_changes() > 0 {
-            // A read error while verifying is a failed verify: it reverts like any other.
-            failure = self
-                .verify(desired, owned, journal, &plan)
-                .await
-                .unwrap_or_else(|e| Some(Failure::verify_read(e)));
+        if failure.is_none() && plan.kernel_changes() > 0 && !daemon {
+            failure = self.verify_run(desired, owned, journal, &plan, None).await;
         }
         if let Some(task) = file_task {
-            let staged = task.await.unwrap_or_else(|e| {
-                Err((
-                    0,
-                    EngineError::io(&self.config.root, std::io::Error::other(e)),
-                ))
-            });
-            let written = match staged {
-                // Dropping the staged batch removes its temp files.
-                Ok(_) if failure.is_some() => Ok(()),
-                Ok((staged, counters)) => {
-                    files_committed = true;
-                    tokio::task::spawn_blocking(move || staged.commit(|| counters.count_file()))
-                        .await
-                        .unwrap_or_else(|e| {
-                            Err((
-                                0,
-                                EngineError::io(&self.config.root, std::io::Error::other(e)),
-                            ))
-                        })
-                }
-                Err(e) => Err(e),
-            };
-            if let Err((i, e)) = written
-                && failure.is_none()
-            {
-                failure = Some(Failure {
-                    nic: plan.files[i].owner().map(|o| o.name.clone()),
-                    reason: InterfaceReason::ApplyFailed,
-                    message: e.to_string(),
-                });
+            files_committed = failure.is_none();
+            let failed = failure.is_some();
+            if let Some(f) = commit_staged(task, failed, &self.config.root, &plan).await {
+                failure = failure.or(Some(f));
             }
             if failure.is_none()
                 && let Err(e) = self.handoff.reload(&handoff_nics).await
@@ -311,6 +290,12 @@ impl Engine {
                     message: format!("host hand-off ({}): {e}", self.handoff.name()),
                 });
             }
+        }
+        if failure.is_none() && daemon {
+            let patience = Some(DAEMON_SETTLE);
+            failure = self
+                .verify_run(desired, owned, journal, &plan, patience)
+                .await;
         }
         if failure.is_none()
             && counters.netlink() + counters.files() > 0
@@ -386,6 +371,32 @@ impl Engine {
         })
     }
 
+    /// Verifies the run; a read error while verifying is a failed verify, which reverts like
+    /// any other. With `patience`, a mismatch is re-checked until it clears or that long
+    /// passed: a daemon that took the NICs over converges on multinic's files.
+    async fn verify_run(
+        &self,
+        desired: &DesiredNode,
+        owned: &[(PathBuf, OwnedFile)],
+        journal: &[OwnedFile],
+        plan: &Plan,
+        patience: Option<std::time::Duration>,
+    ) -> Option<Failure> {
+        let deadline = patience.map(|p| tokio::time::Instant::now() + p);
+        loop {
+            let failure = self
+                .verify(desired, owned, journal, plan)
+                .await
+                .unwrap_or_else(|e| Some(Failure::verify_read(e)));
+            match (failure, deadline) {
+                (Some(f), Some(at)) if tokio::time::Instant::now() < at => {
+                    tracing::debug!(mismatch = f.message, "waiting for the daemon to settle");
+                }
+                (failure, _) => return failure,
+            }
+        }
+    }
+
     /// Parking, orphans, stale table entries, then the NICs to configure.
     async fn apply_kernel(&self, writer: &Writer<'_>, plan: &Plan) -> Option<Failure> {
         let fail = |nic: Option<&NicPlan>, change: Option<&Change>, e: EngineError| Failure {
@@ -428,61 +439,44 @@ impl Engine {
         }
         None
     }
-
-    /// Restores the kernel and the files to the snapshot.
-    async fn revert(
-        &self,
-        writer: &Writer<'_>,
-        tables: &BTreeSet<u32>,
-        snapshot: &KernelState,
-        plan: &Plan,
-        file_snapshot: Option<&FileSnapshot>,
-        handoff_begun: bool,
-    ) -> Result<(), EngineError> {
-        let touched: BTreeSet<u32> = plan
-            .parking
-            .iter()
-            .chain(plan.stale.iter())
-            .chain(plan.nics.iter().flat_map(|n| n.changes.iter()))
-            .filter_map(Change::link_index)
-            .collect();
-        let current = KernelState::read(&self.handle, tables).await?;
-        let changes = revert_changes(snapshot, &current, &touched);
-        tracing::info!(changes = changes.len(), "reverting kernel state");
-        let kernel = writer.execute(&changes).await.map_err(|(_, e)| e);
-        // Hand-off rollback after the kernel is back and before multinic's files are: the
-        // daemon rewrites the profiles it restores, and the snapshot's files (with their
-        // marker) must be what stays on disk.
-        let handoff = match handoff_begun {
-            true => self.handoff.rollback().await.map_err(EngineError::from),
-            false => Ok(()),
-        };
-        let ops: Vec<FileOp> = file_snapshot
-            .iter()
-            .flat_map(|snapshot| snapshot.entries.iter())
-            .map(|(path, before)| match before {
-                Some(file) => FileOp::Write {
-                    path: path.clone(),
-                    mode: file.mode,
-                    contents: file.contents.clone(),
-                },
-                None => FileOp::Remove { path: path.clone() },
-            })
-            .collect();
-        if !ops.is_empty() {
-            let counters = writer.counters();
-            files::stage(&self.config.root, &ops)
-                .and_then(|staged| staged.commit(|| counters.count_file()))
-                .map_err(|(_, e)| e)?;
-        }
-        kernel.and(handoff)
-    }
 }
 
 /// Slot of the NIC a file belongs to.
 fn owner_slot(change: &FileChange) -> Result<u8, String> {
     let owner = change.owner().ok_or("no owner")?;
     multinic_api::parse_slot_name(&owner.name)
+}
+
+/// Staging of a run's files: the temp files written and synced, with the run's counters.
+type StagingTask = tokio::task::JoinHandle<
+    Result<(files::Staged, std::sync::Arc<Counters>), (usize, EngineError)>,
+>;
+
+/// Waits for the staged files, then commits them (renames them into place), or, after a
+/// failure, drops them, which removes their temp files. A write error is the failure of the
+/// NIC the file belongs to.
+async fn commit_staged(
+    task: StagingTask,
+    failed: bool,
+    root: &std::path::Path,
+    plan: &Plan,
+) -> Option<Failure> {
+    let joined = |e: tokio::task::JoinError| (0, EngineError::io(root, std::io::Error::other(e)));
+    let written = match task.await.map_err(joined).and_then(|staged| staged) {
+        Ok(_) if failed => Ok(()),
+        Ok((staged, counters)) => {
+            tokio::task::spawn_blocking(move || staged.commit(|| counters.count_file()))
+                .await
+                .map_err(joined)
+                .and_then(|r| r)
+        }
+        Err(e) => Err(e),
+    };
+    written.err().map(|(i, e)| Failure {
+        nic: plan.files[i].owner().map(|o| o.name.clone()),
+        reason: InterfaceReason::ApplyFailed,
+        message: e.to_string(),
+    })
 }
 
 /// The file batch of a plan.
@@ -503,38 +497,4 @@ fn file_ops(changes: &[FileChange]) -> Vec<FileOp> {
             FileChange::Remove { path, .. } => FileOp::Remove { path: path.clone() },
         })
         .collect()
-}
-
-/// NICs whose files change, once each, with their paths and (when written) their model.
-fn handoff_nics(changes: &[FileChange], desired: &DesiredNode) -> Vec<HandoffNic> {
-    let mut out: Vec<HandoffNic> = Vec::new();
-    for change in changes {
-        let Some(owner) = change.owner() else {
-            continue;
-        };
-        let removed = matches!(change, FileChange::Remove { .. });
-        if let Some(nic) = out
-            .iter_mut()
-            .find(|n| n.name == owner.name && n.mac == owner.mac)
-        {
-            nic.removed &= removed;
-            nic.files.push(change.path().clone());
-            continue;
-        }
-        out.push(HandoffNic {
-            name: owner.name.clone(),
-            mac: owner.mac.clone(),
-            removed,
-            files: vec![change.path().clone()],
-            desired: None,
-        });
-    }
-    for nic in out.iter_mut().filter(|n| !n.removed) {
-        nic.desired = desired
-            .nics
-            .iter()
-            .find(|d| d.name == nic.name && d.mac_address().to_string() == nic.mac)
-            .cloned();
-    }
-    out
 }

@@ -9,9 +9,10 @@ mod bus;
 mod networkd;
 mod nm;
 
+use crate::plan::FileChange;
 use bus::Bus;
 use futures::future::BoxFuture;
-use multinic_netconf::{DesiredNic, OsFlavor};
+use multinic_netconf::{DesiredNic, DesiredNode, OsFlavor};
 use std::fmt::Display;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -65,6 +66,11 @@ pub trait HostHandoff: Send + Sync {
     /// Called before the run changes anything, with the NICs whose files will change. Returns
     /// what the hand-off will do, for the report (empty: nothing worth saying).
     fn begin<'a>(&'a self, nics: &'a [HandoffNic]) -> BoxFuture<'a, Result<String, HandoffError>>;
+    /// Whether, after `begin`, a daemon takes the NICs over at `reload` (and may rewrite
+    /// what the kernel holds), so the run is verified after it.
+    fn daemon_takes_over(&self) -> bool {
+        false
+    }
     /// Called once per run, after files were written or removed, with the NICs concerned.
     fn reload<'a>(&'a self, nics: &'a [HandoffNic]) -> BoxFuture<'a, Result<(), HandoffError>>;
     /// The run passed verify and probe: keep what the daemon now has.
@@ -119,6 +125,9 @@ impl<T: HostHandoff + ?Sized> HostHandoff for std::sync::Arc<T> {
     }
     fn begin<'a>(&'a self, nics: &'a [HandoffNic]) -> BoxFuture<'a, Result<String, HandoffError>> {
         (**self).begin(nics)
+    }
+    fn daemon_takes_over(&self) -> bool {
+        (**self).daemon_takes_over()
     }
     fn reload<'a>(&'a self, nics: &'a [HandoffNic]) -> BoxFuture<'a, Result<(), HandoffError>> {
         (**self).reload(nics)
@@ -288,6 +297,12 @@ impl HostHandoff for DbusHandoff {
             Ok(note)
         })
     }
+    fn daemon_takes_over(&self) -> bool {
+        matches!(
+            *self.session.lock().expect("hand-off session lock"),
+            Some(Session::NetworkManager(_) | Session::Networkd(_))
+        )
+    }
     fn reload<'a>(&'a self, nics: &'a [HandoffNic]) -> BoxFuture<'a, Result<(), HandoffError>> {
         Box::pin(async move {
             let mut session = self.take();
@@ -339,4 +354,38 @@ where
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// NICs whose files change, once each, with their paths and (when written) their model.
+pub(crate) fn handoff_nics(changes: &[FileChange], desired: &DesiredNode) -> Vec<HandoffNic> {
+    let mut out: Vec<HandoffNic> = Vec::new();
+    for change in changes {
+        let Some(owner) = change.owner() else {
+            continue;
+        };
+        let removed = matches!(change, FileChange::Remove { .. });
+        if let Some(nic) = out
+            .iter_mut()
+            .find(|n| n.name == owner.name && n.mac == owner.mac)
+        {
+            nic.removed &= removed;
+            nic.files.push(change.path().clone());
+            continue;
+        }
+        out.push(HandoffNic {
+            name: owner.name.clone(),
+            mac: owner.mac.clone(),
+            removed,
+            files: vec![change.path().clone()],
+            desired: None,
+        });
+    }
+    for nic in out.iter_mut().filter(|n| !n.removed) {
+        nic.desired = desired
+            .nics
+            .iter()
+            .find(|d| d.name == nic.name && d.mac_address().to_string() == nic.mac)
+            .cloned();
+    }
+    out
 }

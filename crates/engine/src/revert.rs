@@ -1,9 +1,12 @@
 //! Revert: the changes that take the touched links and the owned tables from the current state
 //! back to the snapshot taken before the run, and the file snapshot that restores the disk.
 
+use crate::apply::Writer;
 use crate::diff::{LinkTarget, link_diff, park_name, simulate_down, table_diff};
-use crate::files::DiskFile;
-use crate::plan::Change;
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::files::{self, DiskFile, FileOp};
+use crate::plan::{Change, Plan};
 use crate::state::KernelState;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -86,4 +89,55 @@ pub(crate) fn revert_changes(
     changes.extend(table_additions);
     changes.extend(downs);
     changes
+}
+
+impl Engine {
+    /// Restores the kernel and the files to the snapshot.
+    pub(crate) async fn revert(
+        &self,
+        writer: &Writer<'_>,
+        tables: &BTreeSet<u32>,
+        snapshot: &KernelState,
+        plan: &Plan,
+        file_snapshot: Option<&FileSnapshot>,
+        handoff_begun: bool,
+    ) -> Result<(), EngineError> {
+        let touched: BTreeSet<u32> = plan
+            .parking
+            .iter()
+            .chain(plan.stale.iter())
+            .chain(plan.nics.iter().flat_map(|n| n.changes.iter()))
+            .filter_map(Change::link_index)
+            .collect();
+        let current = KernelState::read(&self.handle, tables).await?;
+        let changes = revert_changes(snapshot, &current, &touched);
+        tracing::info!(changes = changes.len(), "reverting kernel state");
+        let kernel = writer.execute(&changes).await.map_err(|(_, e)| e);
+        // Hand-off rollback after the kernel is back and before multinic's files are: the
+        // daemon rewrites the profiles it restores, and the snapshot's files (with their
+        // marker) must be what stays on disk.
+        let handoff = match handoff_begun {
+            true => self.handoff.rollback().await.map_err(EngineError::from),
+            false => Ok(()),
+        };
+        let ops: Vec<FileOp> = file_snapshot
+            .iter()
+            .flat_map(|snapshot| snapshot.entries.iter())
+            .map(|(path, before)| match before {
+                Some(file) => FileOp::Write {
+                    path: path.clone(),
+                    mode: file.mode,
+                    contents: file.contents.clone(),
+                },
+                None => FileOp::Remove { path: path.clone() },
+            })
+            .collect();
+        if !ops.is_empty() {
+            let counters = writer.counters();
+            files::stage(&self.config.root, &ops)
+                .and_then(|staged| staged.commit(|| counters.count_file()))
+                .map_err(|(_, e)| e)?;
+        }
+        kernel.and(handoff)
+    }
 }

@@ -123,6 +123,10 @@ pub struct KernelState {
     pub rules: Vec<RuleEntry>,
     /// ifindexes of links that carry a default route of the main table.
     pub default_route_links: BTreeSet<u32>,
+    /// (ifindex, network) of the main table's IPv4 routes to a network through one link: the
+    /// on-link route an address makes, whether the kernel or a daemon (NetworkManager adds
+    /// addresses with `noprefixroute` and the route itself) installed it.
+    pub main_network_routes: BTreeSet<(u32, IpNet)>,
 }
 
 impl KernelState {
@@ -153,6 +157,7 @@ impl KernelState {
         let addresses = read_addresses(handle).await?;
         let mut routes = Vec::new();
         let mut default_route_links = BTreeSet::new();
+        let mut main_network_routes = BTreeSet::new();
         for v6 in [false, true] {
             for msg in dump_routes(handle, v6).await? {
                 let Some(route) = parse_route(&msg) else {
@@ -160,6 +165,11 @@ impl KernelState {
                 };
                 if route.table == MAIN_TABLE && route.destination.prefix_len() == 0 {
                     default_route_links.extend(route_oifs(&msg));
+                } else if route.table == MAIN_TABLE
+                    && !v6
+                    && let Some(oif) = route.oif
+                {
+                    main_network_routes.insert((oif, route.destination));
                 }
                 if tables.contains(&route.table) {
                     routes.push(route);
@@ -189,6 +199,7 @@ impl KernelState {
             routes,
             rules,
             default_route_links,
+            main_network_routes,
         })
     }
 }

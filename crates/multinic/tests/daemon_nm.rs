@@ -15,10 +15,6 @@ const KEYFILE0: &str = "/etc/NetworkManager/system-connections/multinic0.nmconne
 const KEYFILE1: &str = "/etc/NetworkManager/system-connections/multinic1.nmconnection";
 /// How long an address must stay put after a run or a restart.
 const STAY: Duration = Duration::from_secs(3);
-/// NetworkManager adds every address with `noprefixroute` (it installs the prefix route
-/// itself, here into the NIC's table): the engine must expect the same, or it re-adds the
-/// address on every run and races NM while doing so.
-const NM_NET: &str = "--noprefixroute";
 
 /// NetworkManager with its defaults, and NICs it has already taken with its own DHCP profile
 /// (the hazard: that profile flushes addresses set over netlink).
@@ -63,7 +59,7 @@ fn fresh_apply_takes_the_device_and_the_address_survives_a_wait_a_restart_and_a_
     let run = host.apply(
         "rhel9",
         &spec(&[(MAC0, "192.0.2.10", "192.0.2.0/24")]),
-        &[NM_NET],
+        &[],
     );
     let (reason, message) = run.nic("multinic0");
     assert_eq!(reason, "Configured");
@@ -110,14 +106,14 @@ fn fresh_apply_takes_the_device_and_the_address_survives_a_wait_a_restart_and_a_
     let again = host.agent(
         "rhel9",
         &spec(&[(MAC0, "192.0.2.10", "192.0.2.0/24")]),
-        &[NM_NET],
+        &[],
     );
     assert_eq!(again.nic("multinic0").0, "Unchanged", "{}", again.report);
 
     let run = host.apply(
         "rhel9",
         &spec(&[(MAC0, "192.0.2.20", "192.0.2.0/24")]),
-        &[NM_NET],
+        &[],
     );
     assert_eq!(run.nic("multinic0").0, "Configured");
     assert!(connected(&host, "multinic0"));
@@ -136,13 +132,13 @@ fn a_removed_nic_and_cleanup_deactivate_and_delete_the_profiles() {
         (MAC0, "192.0.2.10", "192.0.2.0/24"),
         (MAC1, "198.51.100.10", "198.51.100.0/24"),
     ]);
-    host.apply("rhel9", &both, &[NM_NET]);
+    host.apply("rhel9", &both, &[]);
     assert!(connected(&host, "multinic0") && connected(&host, "multinic1"));
 
     let run = host.apply(
         "rhel9",
         &spec(&[(MAC0, "192.0.2.10", "192.0.2.0/24")]),
-        &[NM_NET],
+        &[],
     );
     assert_eq!(
         run.nic("multinic0").0,
@@ -160,7 +156,7 @@ fn a_removed_nic_and_cleanup_deactivate_and_delete_the_profiles() {
     assert!(connected(&host, "multinic0"));
     assert_eq!(host.ns.addresses("multinic0"), ["192.0.2.10/24"]);
 
-    let run = host.apply("rhel9", &both, &[NM_NET, "--action", "cleanup"]);
+    let run = host.apply("rhel9", &both, &["--action", "cleanup"]);
     let (reason, message) = run.nic("multinic0");
     assert!(
         reason == "Removed" && message.contains("NetworkManager"),
@@ -184,7 +180,7 @@ fn a_removed_nic_and_cleanup_deactivate_and_delete_the_profiles() {
 fn a_failed_probe_rolls_back_through_the_checkpoint() {
     let host = nm_host(&[("0", MAC0), ("1", MAC1)]);
     let v1 = spec(&[(MAC0, "192.0.2.10", "192.0.2.0/24")]);
-    host.apply("rhel9", &v1, &[NM_NET]);
+    host.apply("rhel9", &v1, &[]);
 
     // An address change on multinic0 and a new NIC, then a probe nothing answers (loopback of
     // the test namespace, where nothing listens).
@@ -192,7 +188,7 @@ fn a_failed_probe_rolls_back_through_the_checkpoint() {
         (MAC0, "192.0.2.20", "192.0.2.0/24"),
         (MAC1, "198.51.100.10", "198.51.100.0/24"),
     ]);
-    let run = host.agent("rhel9", &v2, &[NM_NET, "--probe", "127.0.0.1:9"]);
+    let run = host.agent("rhel9", &v2, &["--probe", "127.0.0.1:9"]);
     assert_eq!(run.code, 2, "{}\n{}", run.stderr, host.log("nm.log"));
     let ifs = run.interfaces();
     assert!(

@@ -43,9 +43,10 @@ pub(crate) fn render(nic: &DesiredNic, _node: &DesiredNode) -> Vec<RenderedFile>
     if let Some(routing) = &nic.routing {
         let suffix = if v6 { "6" } else { "" };
         let route = format!(
-            "{}{} dev {name} table {} metric {}\n",
+            "{}{} dev {name}{} table {} metric {}\n",
             marker_line(name, &nic.mac),
             nic.network,
+            route_source(nic),
             routing.table,
             routing.metric
         );
@@ -68,4 +69,13 @@ pub(crate) fn render(nic: &DesiredNic, _node: &DesiredNode) -> Vec<RenderedFile>
         ));
     }
     files
+}
+
+/// ` src ADDR` for an IPv4 route, as the agent sets it (IPv6 refuses a source address that is
+/// still in duplicate address detection, so the agent sets none there).
+fn route_source(nic: &DesiredNic) -> String {
+    match nic.address.addr() {
+        std::net::IpAddr::V4(ip) => format!(" src {ip}"),
+        std::net::IpAddr::V6(_) => String::new(),
+    }
 }

@@ -59,7 +59,12 @@ fn ip_section(family: &str, nic: &DesiredNic, node: &DesiredNode) -> String {
             out.push_str(&format!("route-table={}\n", routing.table));
         } else {
             out.push_str(&format!("route1={},,{}\n", nic.network, routing.metric));
-            out.push_str(&format!("route1_options=table={}\n", routing.table));
+            // src= as the agent sets it: IPv4 only (IPv6 refuses a tentative source).
+            let source = match nic.address.addr() {
+                std::net::IpAddr::V4(ip) => format!("src={ip},"),
+                std::net::IpAddr::V6(_) => String::new(),
+            };
+            out.push_str(&format!("route1_options={source}table={}\n", routing.table));
         }
         out.push_str(&format!(
             "routing-rule1=priority {} from {} table {}\n",

@@ -38,6 +38,11 @@ pub(crate) fn render(nic: &DesiredNic, _node: &DesiredNode) -> RenderedFile {
         line(6, "routes:");
         line(8, &format!("- to: \"{}\"", nic.network));
         line(10, "scope: link");
+        // The source the agent gives the route (IPv4 only: IPv6 refuses a source that is
+        // still in duplicate address detection), so the route after a reboot is the same.
+        if nic.address.addr().is_ipv4() {
+            line(10, &format!("from: \"{}\"", nic.address.addr()));
+        }
         line(10, &format!("table: {}", routing.table));
         line(10, &format!("metric: {}", routing.metric));
         line(6, "routing-policy:");

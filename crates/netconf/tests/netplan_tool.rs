@@ -50,6 +50,10 @@ fn netplan_generate_accepts_every_ubuntu_case_and_keeps_every_value() {
                     format!("From={}", nic.address.addr()),
                     format!("Priority={}", routing.rule_priority),
                 ]);
+                // The route's source, as the agent sets it (IPv4 only).
+                if nic.address.addr().is_ipv4() {
+                    want.push(format!("PreferredSource={}", nic.address.addr()));
+                }
             } else {
                 assert!(!network.contains("[Route]"), "{}: {network}", case.name);
                 assert!(!network.contains("[RoutingPolicyRule]"), "{network}");

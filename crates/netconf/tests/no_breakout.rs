@@ -184,7 +184,12 @@ fn expected_keyfile(nic: &DesiredNic, node: &DesiredNode) -> Vec<(String, String
             used.push(kv(fam, "route-table", r.table));
         } else {
             used.push(kv(fam, "route1", format!("{},,{}", nic.network, r.metric)));
-            used.push(kv(fam, "route1_options", format!("table={}", r.table)));
+            let src = match nic.address.addr() {
+                std::net::IpAddr::V4(ip) => format!("src={ip},"),
+                std::net::IpAddr::V6(_) => String::new(),
+            };
+            let options = format!("{src}table={}", r.table);
+            used.push(kv(fam, "route1_options", options));
         }
         let rule = format!(
             "priority {} from {} table {}",
@@ -248,8 +253,12 @@ fn check_netplan(file: &RenderedFile, nic: &DesiredNic) {
         eth.push_str(&format!("mtu: {mtu}\n"));
     }
     if let Some(r) = &nic.routing {
+        let from = match nic.address.addr() {
+            std::net::IpAddr::V4(ip) => format!(", from: \"{ip}\""),
+            std::net::IpAddr::V6(_) => String::new(),
+        };
         eth.push_str(&format!(
-            "routes: [{{to: \"{}\", scope: link, table: {}, metric: {}}}]\n\
+            "routes: [{{to: \"{}\", scope: link{from}, table: {}, metric: {}}}]\n\
              routing-policy: [{{from: \"{}\", table: {}, priority: {}}}]\n",
             nic.network,
             r.table,
@@ -328,8 +337,12 @@ fn check_file(file: &RenderedFile, node: &DesiredNode) {
         assert!(file.contents.contains(&format!("\nHWADDR={}\n", nic.mac)));
     } else if path.contains("/route") {
         let r = nic.routing.expect("route file only with policy routing");
+        let src = match nic.address.addr() {
+            std::net::IpAddr::V4(ip) => format!(" src {ip}"),
+            std::net::IpAddr::V6(_) => String::new(),
+        };
         let line = format!(
-            "{} dev {name} table {} metric {}",
+            "{} dev {name}{src} table {} metric {}",
             nic.network, r.table, r.metric
         );
         check_plain_lines(file, &[line]);
