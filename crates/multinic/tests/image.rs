@@ -249,6 +249,10 @@ fn agent_in_a_job_like_container(podman: &Podman) {
         "--read-only",
         "--volume",
         &host,
+        // The host's network sysctls, writable, as the Job mounts them: the container's own
+        // /proc/sys is read-only, and managed NICs get IPv6 accept_ra=0/autoconf=0 at once.
+        "--volume",
+        "/proc/sys/net:/host/proc/sys/net",
         "--volume",
         &log,
     ];
@@ -267,6 +271,14 @@ fn agent_in_a_job_like_container(podman: &Podman) {
     assert_eq!(report["interfaces"][0]["reason"], "Configured", "{report}");
     assert_eq!(ns.addresses("multinic0"), ["192.0.2.10/24"]);
     assert_eq!(ns.mtu("multinic0"), 1400);
+    for knob in ["accept_ra", "autoconf"] {
+        let out = ns
+            .command("cat")
+            .arg(format!("/proc/sys/net/ipv6/conf/multinic0/{knob}"))
+            .output()
+            .unwrap();
+        assert_eq!(text(&out.stdout).trim(), "0", "{knob} of multinic0");
+    }
     assert!(
         root.path().join("etc/netplan").read_dir().unwrap().count() > 0,
         "no netplan file written under /host"
