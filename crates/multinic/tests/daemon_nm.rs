@@ -56,11 +56,7 @@ fn profile_names(host: &Host) -> Vec<String> {
 #[test]
 fn fresh_apply_takes_the_device_and_the_address_survives_a_wait_a_restart_and_a_change() {
     let mut host = nm_host(&[("0", MAC0)]);
-    let run = host.apply(
-        "rhel9",
-        &spec(&[(MAC0, "192.0.2.10", "192.0.2.0/24")]),
-        &[],
-    );
+    let run = host.apply("rhel9", &spec(&[(MAC0, "192.0.2.10", "192.0.2.0/24")]), &[]);
     let (reason, message) = run.nic("multinic0");
     assert_eq!(reason, "Configured");
     assert!(message.contains("handed to NetworkManager"), "{message}");
@@ -103,18 +99,27 @@ fn fresh_apply_takes_the_device_and_the_address_survives_a_wait_a_restart_and_a_
         "after an NM restart: {:?}",
         host.ns.addresses("multinic0")
     );
-    let again = host.agent(
-        "rhel9",
-        &spec(&[(MAC0, "192.0.2.10", "192.0.2.0/24")]),
-        &[],
+    // NetworkManager.Reload (0: everything: NetworkManager.conf, DNS, profiles from disk).
+    let reload = [
+        "call",
+        "org.freedesktop.NetworkManager",
+        "/org/freedesktop/NetworkManager",
+        "org.freedesktop.NetworkManager",
+        "Reload",
+        "u",
+        "0",
+    ];
+    assert!(host.busctl(&reload).is_some(), "NM Reload refused");
+    assert!(
+        host.addresses_stay("multinic0", &["192.0.2.10/24"], STAY) && connected(&host, "multinic0"),
+        "after an NM Reload: {:?} {:?}",
+        host.ns.addresses("multinic0"),
+        host.nm_device("multinic0")
     );
+    let again = host.agent("rhel9", &spec(&[(MAC0, "192.0.2.10", "192.0.2.0/24")]), &[]);
     assert_eq!(again.nic("multinic0").0, "Unchanged", "{}", again.report);
 
-    let run = host.apply(
-        "rhel9",
-        &spec(&[(MAC0, "192.0.2.20", "192.0.2.0/24")]),
-        &[],
-    );
+    let run = host.apply("rhel9", &spec(&[(MAC0, "192.0.2.20", "192.0.2.0/24")]), &[]);
     assert_eq!(run.nic("multinic0").0, "Configured");
     assert!(connected(&host, "multinic0"));
     assert_eq!(profile_address(&host, "multinic0"), "192.0.2.20/24");
@@ -135,11 +140,7 @@ fn a_removed_nic_and_cleanup_deactivate_and_delete_the_profiles() {
     host.apply("rhel9", &both, &[]);
     assert!(connected(&host, "multinic0") && connected(&host, "multinic1"));
 
-    let run = host.apply(
-        "rhel9",
-        &spec(&[(MAC0, "192.0.2.10", "192.0.2.0/24")]),
-        &[],
-    );
+    let run = host.apply("rhel9", &spec(&[(MAC0, "192.0.2.10", "192.0.2.0/24")]), &[]);
     assert_eq!(
         run.nic("multinic0").0,
         "Unchanged",
