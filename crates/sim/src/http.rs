@@ -9,7 +9,7 @@ use crate::registry::ResourceType;
 use crate::route::{self, ResourcePath, Route};
 use crate::selectors::{FieldSelector, LabelSelector, Selectors};
 use crate::store::{Store, Target};
-use crate::{discovery, openapi, scale, table, watch};
+use crate::{discovery, openapi, subresource, table, watch};
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
@@ -25,7 +25,7 @@ use std::time::Duration;
 pub struct RequestCounters(Mutex<BTreeMap<(String, String), u64>>);
 
 impl RequestCounters {
-    fn bump(&self, verb: &str, resource: &str) {
+    pub(crate) fn bump(&self, verb: &str, resource: &str) {
         let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
         *m.entry((verb.to_string(), resource.to_string()))
             .or_default() += 1;
@@ -64,7 +64,7 @@ pub fn router(state: AppState) -> axum::Router {
     axum::Router::new().fallback(handle).with_state(state)
 }
 
-fn json_response(code: u16, v: &Value) -> Response {
+pub(crate) fn json_response(code: u16, v: &Value) -> Response {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (
         status,
@@ -165,7 +165,7 @@ async fn handle(
     }
 }
 
-fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+pub(crate) fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -253,19 +253,8 @@ async fn resource(
     if path.namespace.is_some() && !rt.namespaced {
         return Err(ApiError::no_route(&path.plural));
     }
-    if path.subresource.as_deref() == Some("log") && rt.group.is_empty() && rt.plural == "pods" {
-        return pod_log(
-            st,
-            path.namespace.as_deref(),
-            path.name.as_deref().unwrap_or(""),
-            method,
-        );
-    }
-    if let (Some("scale"), Some(name)) = (path.subresource.as_deref(), path.name.as_deref())
-        && rt.scale.is_some()
-    {
-        let ns = path.namespace.as_deref();
-        return scale_subresource(st, &rt, ns, name, method, headers, body);
+    if let Some(response) = subresource::serve(st, &rt, path, method, headers, body) {
+        return response;
     }
     let target = match path.subresource.as_deref() {
         None => Target::Main,
@@ -316,76 +305,6 @@ async fn resource(
         other => render(&obj, other),
     };
     Ok(json_response(200, &obj))
-}
-
-/// `pods/<name>/log`: the container's output as the process runner captured it.
-fn pod_log(
-    st: &AppState,
-    ns: Option<&str>,
-    name: &str,
-    method: &Method,
-) -> Result<Response, ApiError> {
-    if *method != Method::GET {
-        return Err(ApiError::method_not_allowed("pods/log only supports GET"));
-    }
-    st.counters.bump("get", "pods/log");
-    let pods = st
-        .store
-        .lookup("", "v1", "pods")
-        .ok_or_else(|| ApiError::no_route("pods"))?;
-    let pod = st.store.get(&pods, ns, name)?;
-    let path = st
-        .pods_dir
-        .join(meta::namespace(&pod))
-        .join(name)
-        .join("log");
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], text).into_response())
-}
-
-/// `<resource>/<name>/scale`: read or write the replica count through an autoscaling/v1 Scale.
-fn scale_subresource(
-    st: &AppState,
-    rt: &ResourceType,
-    ns: Option<&str>,
-    name: &str,
-    method: &Method,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Response, ApiError> {
-    let counted = format!("{}/scale", rt.plural);
-    let obj = match *method {
-        Method::GET => {
-            st.counters.bump("get", &counted);
-            st.store.get(rt, ns, name)?
-        }
-        Method::PUT => {
-            st.counters.bump("update", &counted);
-            let want = decode_body(headers, body)?;
-            st.store.modify(rt, ns, name, Target::Main, |cur| {
-                scale::apply(rt, cur, &want)
-            })?
-        }
-        Method::PATCH => {
-            st.counters.bump("patch", &counted);
-            let ct = headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            let kind = PatchKind::from_content_type(ct)?;
-            let doc = patch::parse_body(kind, body)?;
-            st.store.modify(rt, ns, name, Target::Main, |cur| {
-                let want = patch::apply_patch(kind, &scale::view(rt, cur)?, &doc)?;
-                scale::apply(rt, cur, &want)
-            })?
-        }
-        _ => {
-            return Err(ApiError::method_not_allowed(format!(
-                "{method} is not allowed on {counted}"
-            )));
-        }
-    };
-    Ok(json_response(200, &scale::view(rt, &obj)?))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -35,6 +35,7 @@ mod schedule;
 pub mod schema;
 pub mod selectors;
 pub mod store;
+mod subresource;
 pub mod table;
 pub mod update;
 pub mod validate;

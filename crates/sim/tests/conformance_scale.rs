@@ -1,21 +1,23 @@
-//! Conformance-style tests, part five: the `/scale` subresource and server-side dry run, on
-//! both backends.
+//! Conformance-style tests, part five: the `/scale` and `pods/binding` subresources and
+//! server-side dry run, on both backends.
 //!
 //! | Promise | Test |
 //! |---|---|
 //! | Deployments' `/scale`: autoscaling/v1 Scale with replicas and selector; writes change spec.replicas only; negative replicas refused | `deployment_scale_subresource` |
 //! | `dryRun=All` on create, patch and delete runs the checks and keeps nothing | `dry_run_keeps_nothing` |
+//! | `pods/binding` sets `spec.nodeName` of an unbound Pod; binding a bound Pod is 409 | `pod_binding_binds_once` |
 
 mod common;
 
 both_backends! {
     deployment_scale_subresource,
     dry_run_keeps_nothing,
+    pod_binding_binds_once,
 }
 
 use common::{Target, status_of};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::subresource::Scale;
 use serde_json::json;
@@ -110,4 +112,35 @@ async fn dry_run_keeps_nothing(t: Target) {
     };
     cms.delete("real", &dp).await.unwrap();
     assert!(cms.get_opt("real").await.unwrap().is_some(), "delete kept");
+}
+
+async fn pod_binding_binds_once(t: Target) {
+    let api: Api<Pod> = Api::namespaced(t.client.clone(), &t.ns);
+    let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "unbound"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}}))
+    .unwrap();
+    api.create(&PostParams::default(), &pod).await.unwrap();
+    let bind = |node: &str| {
+        json!({"apiVersion": "v1", "kind": "Binding",
+            "metadata": {"name": "unbound"}, "target": {"kind": "Node", "name": node}})
+    };
+    type V = serde_json::Value;
+    let pp = PostParams::default();
+    api.create_subresource::<V, V>("binding", "unbound", &pp, &bind("node-a"))
+        .await
+        .unwrap();
+    let bound = api.get("unbound").await.unwrap();
+    assert_eq!(bound.spec.unwrap().node_name.as_deref(), Some("node-a"));
+    let err = status_of(
+        api.create_subresource::<V, V>("binding", "unbound", &pp, &bind("node-b"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        err.code, 409,
+        "a bound Pod is not bound again: {}",
+        err.message
+    );
+    let still = api.get("unbound").await.unwrap();
+    assert_eq!(still.spec.unwrap().node_name.as_deref(), Some("node-a"));
 }
