@@ -64,6 +64,9 @@ pub struct JobFacts {
     pub attempt: u32,
     /// Running or finished.
     pub phase: JobPhase,
+    /// When the Job was created, if it runs and has had no Pod at all yet (none active,
+    /// succeeded or failed): the Job controller may be failing to create it (PodSecurity).
+    pub no_pod_since: Option<Timestamp>,
 }
 
 /// Everything the decision reads.
@@ -122,6 +125,10 @@ pub enum Action {
         /// When to look again without an event.
         requeue: Option<Duration>,
     },
+    /// The current Job has had no Pod for [`POD_GRACE`]: read the Job controller's
+    /// `FailedCreate` Events for it, to tell an admission refusal (PodSecurity, quota) from a
+    /// slow start.
+    CheckPods(String),
     /// Make sure the Job of this attempt exists and status says InProgress.
     Start {
         /// Attempt number (1-based) at this generation.
@@ -139,6 +146,9 @@ pub enum Action {
 
 /// How long a busy node is looked at again when no Job event would wake the resource.
 const NODE_BUSY_RECHECK: Duration = Duration::from_secs(5);
+/// How long a Job may have no Pod at all before its Events are read: the Job controller
+/// creates the Pod within moments, and a Pending Pod counts too.
+pub const POD_GRACE: Duration = Duration::from_secs(5);
 /// Safety net for a paused rollout (the budget's wake-up is the usual way out).
 pub const ROLLOUT_RECHECK: Duration = Duration::from_secs(60);
 
@@ -210,6 +220,18 @@ pub fn decide(o: &Observed<'_>) -> Action {
                     clears_retry: false,
                 };
             }
+        }
+        if current
+            && recording == Some(job.name.as_str())
+            && let Some(since) = job.no_pod_since
+        {
+            // No Job event may come while its Pods are refused: look again after the grace.
+            let grace = jiff::SignedDuration::try_from(POD_GRACE).unwrap_or_default();
+            let due = since + grace;
+            return match Duration::try_from(o.now.duration_until(due)) {
+                Ok(wait) if !wait.is_zero() => Action::Wait(Some(wait)),
+                _ => Action::CheckPods(job.name.clone()),
+            };
         }
         // Either status already tracks it, or it belongs to an older generation / a cleanup:
         // one Job per node at a time, so wait for it to finish.

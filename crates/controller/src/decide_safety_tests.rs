@@ -188,3 +188,22 @@ fn deleting_a_resource_that_never_configured_its_node_runs_no_cleanup_job() {
         }
     );
 }
+
+#[test]
+fn a_job_without_a_pod_has_its_events_read_after_the_grace() {
+    let mut case = Case::new();
+    let mut pod_less = super::tests::job("j2", 2, 1, JobPhase::Running);
+    pod_less.no_pod_since = Some("2026-01-01T00:09:58Z".parse().unwrap());
+    case.jobs = vec![pod_less.clone()];
+    let mut st = status(2, NodeConfigState::InProgress, StateReason::Applying);
+    st.last_job_name = Some("j2".into());
+    case.status = Some(st);
+    // Created 2 s ago: looked at again when the grace is over, no sooner.
+    assert_eq!(case.decide(), Action::Wait(Some(Duration::from_secs(3))));
+    case.now = "2026-01-01T00:10:03Z".parse().unwrap();
+    assert_eq!(case.decide(), Action::CheckPods("j2".into()));
+    // Not for a Job of an older generation (it is only waited for).
+    pod_less.generation = Some(1);
+    case.jobs = vec![pod_less];
+    assert_eq!(case.decide(), Action::Wait(None));
+}

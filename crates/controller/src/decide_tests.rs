@@ -56,6 +56,7 @@ pub(super) fn job(name: &str, generation: i64, attempt: u32, phase: JobPhase) ->
         generation: Some(generation),
         attempt,
         phase,
+        no_pod_since: None,
     }
 }
 

@@ -139,6 +139,7 @@ mod tests {
             generation: Some(1),
             attempt: 1,
             phase: JobPhase::Running,
+            no_pod_since: None,
         }
     }
 

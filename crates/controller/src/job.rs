@@ -373,6 +373,21 @@ pub fn job_facts(job: &Job) -> Option<JobFacts> {
             .and_then(|a| a.parse().ok())
             .unwrap_or(1),
         phase: job_phase(job),
+        no_pod_since: job
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .filter(|_| job_phase(job) == JobPhase::Running && !had_pod(job))
+            .map(|t| t.0),
+    })
+}
+
+/// Whether the Job controller counted any Pod of the Job (active, succeeded or failed).
+fn had_pod(job: &Job) -> bool {
+    job.status.as_ref().is_some_and(|s| {
+        [s.active, s.ready, s.succeeded, s.failed, s.terminating]
+            .iter()
+            .any(|n| n.unwrap_or(0) > 0)
     })
 }
 

@@ -63,8 +63,9 @@ pub const RBAC_RULES: &[Permission] = &[
         scope: RbacScope::Watched,
         api_group: "events.k8s.io",
         resource: "events",
-        verbs: &["create"],
-        used_by: "reconcile::Context::event: a fresh Recorder per Event only ever creates",
+        verbs: &["create", "list"],
+        used_by: "reconcile::Context::event: a fresh Recorder per Event only ever creates; \
+                  launch::Context::pod_refusal lists a Pod-less Job's FailedCreate Events",
     },
     Permission {
         scope: RbacScope::Lease,

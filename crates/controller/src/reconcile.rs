@@ -5,8 +5,8 @@ use crate::config::{ControllerConfig, FIELD_MANAGER};
 use crate::decide::{self, Action, JobFacts, Observed};
 use crate::error::{Error, is_status};
 use crate::expect::Expectations;
-use crate::job::{self, JobRequest};
-use crate::launch::Launch;
+use crate::job;
+use crate::launch::{Launch, held_by, launch_apply};
 use crate::metrics::Metrics;
 use crate::slots::JobSlots;
 use crate::{report, status};
@@ -62,6 +62,8 @@ pub struct Context {
 
 /// How long a running Job is trusted before the resource is looked at again anyway.
 const JOB_RECHECK_GRACE: Duration = Duration::from_secs(60);
+/// How often a Job that still has no Pod, and no refusal in its Events, is looked at again.
+const POD_RECHECK: Duration = Duration::from_secs(15);
 
 impl Context {
     /// The apply-side Jobs of `obj` (cached, merged with expectations), plus whether another
@@ -294,6 +296,25 @@ pub async fn apply(obj: Arc<MultiNicNodeConfig>, ctx: &Context) -> Result<Requeu
                     Duration::from_secs(ctx.config.job.active_deadline_seconds.max(0) as u64);
                 return Ok(Requeue::requeue(deadline + JOB_RECHECK_GRACE));
             }
+            Action::CheckPods(name) => {
+                let Some(refusal) = ctx.pod_refusal(&ns, &name).await? else {
+                    return Ok(Requeue::requeue(POD_RECHECK));
+                };
+                // Failed/JobRejected with the API's words (and its Event), the Job deleted: the
+                // Job controller would retry the refused Pod until the Job's deadline.
+                let verdict = decide::Verdict {
+                    state: NodeConfigState::Failed,
+                    reason: multinic_api::StateReason::JobRejected,
+                    message: format!(
+                        "the API server refused the Pod of agent Job {name}: {refusal}"
+                    ),
+                };
+                let now = jiff::Timestamp::now();
+                let next = status::settled(&obj.spec, generation, &verdict, status.as_ref(), now);
+                write_status(ctx, &obj, status.as_ref(), &next).await?;
+                ctx.delete_job(&ns, &name).await?;
+                return Ok(Requeue::requeue(ctx.config.retry.max_delay));
+            }
             Action::Wait(requeue) => {
                 ctx.slots.declined(&ObjectRef::from_obj(obj.as_ref()));
                 return Ok(requeue.map_or_else(Requeue::await_change, Requeue::requeue));
@@ -301,57 +322,6 @@ pub async fn apply(obj: Arc<MultiNicNodeConfig>, ctx: &Context) -> Result<Requeu
         }
     }
     Ok(Requeue::requeue(Duration::from_secs(1)))
-}
-
-/// Creates the apply Job of `attempt` under the Job cap (see [`Context::launch_job`]).
-async fn launch_apply(
-    ctx: &Context,
-    obj: &MultiNicNodeConfig,
-    key: &str,
-    attempt: u32,
-    flavor: multinic_netconf::OsFlavor,
-) -> Result<Launch, Error> {
-    let protect = ctx
-        .node(&obj.spec.node_name)
-        .map(|n| n.addresses)
-        .unwrap_or_default();
-    let request = JobRequest {
-        owner: obj,
-        action: AgentAction::Apply,
-        attempt,
-        flavor,
-        protect: &protect,
-    };
-    ctx.launch_job(key, request).await
-}
-
-/// The status that holds a resource back when its Job was not created, and when to look again.
-fn held_by(ctx: &Context, name: &str, launch: Launch) -> Option<(decide::Verdict, Duration)> {
-    let (state, reason, message, requeue) = match launch {
-        Launch::Created => return None,
-        // Woken through the slot queue; the requeue is only a safety net.
-        Launch::NoSlot => (
-            NodeConfigState::Pending,
-            multinic_api::StateReason::WaitingForJobSlot,
-            format!(
-                "waiting for a free Job slot ({} agent Jobs may run at once)",
-                ctx.config.max_jobs_in_flight
-            ),
-            Duration::from_secs(60),
-        ),
-        Launch::Rejected(message) => (
-            NodeConfigState::Failed,
-            multinic_api::StateReason::JobRejected,
-            format!("the API server refused agent Job {name}: {message}"),
-            ctx.config.retry.max_delay,
-        ),
-    };
-    let verdict = decide::Verdict {
-        state,
-        reason,
-        message,
-    };
-    Some((verdict, requeue))
 }
 
 /// Applies `next` as the status when it differs from `prev` (timestamps aside), and publishes

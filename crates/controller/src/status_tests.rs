@@ -26,6 +26,7 @@ fn job(phase: JobPhase, attempt: u32) -> JobFacts {
         generation: Some(3),
         attempt,
         phase,
+        no_pod_since: None,
     }
 }
 

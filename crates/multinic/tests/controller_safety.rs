@@ -6,22 +6,14 @@
 mod controller_support;
 
 use controller_support::{
-    Cluster, NS, RunningController, event_reasons, reason_is, spec_for, test_config,
+    Cluster, NS, RunningController, event_reasons, message, reason_is, spec_for, test_config,
 };
 use kube::api::{ListParams, Patch, PatchParams};
-use multinic_api::{MultiNicNodeConfig, NodeConfigState, StateReason};
+use multinic_api::{NodeConfigState, StateReason};
 use multinic_controller::fleet::MaxFailures;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn message(obj: &MultiNicNodeConfig) -> String {
-    obj.status
-        .as_ref()
-        .and_then(|s| s.conditions.first())
-        .map(|c| c.message.clone())
-        .unwrap_or_default()
-}
 
 /// Names of the resources whose status ever named an agent Job.
 async fn resources_that_ran(cluster: &Cluster) -> Vec<String> {

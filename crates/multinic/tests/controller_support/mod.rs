@@ -354,10 +354,18 @@ pub fn reason_is(obj: &MultiNicNodeConfig, state: NodeConfigState, reason: State
             .any(|c| c.type_ == "Ready" && c.reason == reason.as_str())
 }
 
-/// `(reason, note)` of every Event about the resource `name`.
-pub async fn event_reasons(cluster: &Cluster, name: &str) -> Vec<(String, String)> {
-    let events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(cluster.client.clone(), NS);
+/// The message of the resource's first condition (Ready), or "".
+pub fn message(obj: &MultiNicNodeConfig) -> String {
+    obj.status
+        .as_ref()
+        .and_then(|s| s.conditions.first())
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+/// Every Event about the resource `name` in the test namespace, read through `client`.
+pub async fn events_about(client: &Client, name: &str) -> Vec<k8s_openapi::api::events::v1::Event> {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), NS);
     events
         .list(&ListParams::default())
         .await
@@ -365,6 +373,14 @@ pub async fn event_reasons(cluster: &Cluster, name: &str) -> Vec<(String, String
         .items
         .into_iter()
         .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect()
+}
+
+/// `(reason, note)` of every Event about the resource `name`.
+pub async fn event_reasons(cluster: &Cluster, name: &str) -> Vec<(String, String)> {
+    events_about(&cluster.client, name)
+        .await
+        .into_iter()
         .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
         .collect()
 }
