@@ -132,21 +132,23 @@ async fn resolve(target: &str) -> Result<std::net::SocketAddr, AgentError> {
         .ok_or_else(|| bad("resolves to no address".into()))
 }
 
-/// Test-only hooks, compiled only with the `fault-injection` feature (the agent's end-to-end
-/// tests): pause a run after N writes so a test can signal or kill the agent right there.
 /// Where the IPv6 sysctls of managed NICs are written. A container's own `/proc/sys` is
 /// read-only, so the Job mounts the host's `/proc/sys/net` under the root (writable: CAP_NET_ADMIN
 /// is enough for the network sysctls of the namespace the agent runs in); without that mount,
 /// the agent's own `/proc/sys`.
 fn proc_sys(root: &std::path::Path) -> std::path::PathBuf {
     let under_root = root.join("proc/sys");
-    if root != std::path::Path::new("/") && under_root.join("net").is_dir() {
+    // `net/ipv6/conf` tells the mounted procfs from an empty directory standing in for it
+    // (the simulator's kubelet makes one for every hostPath).
+    if root != std::path::Path::new("/") && under_root.join("net/ipv6/conf").is_dir() {
         under_root
     } else {
         std::path::PathBuf::from("/proc/sys")
     }
 }
 
+/// Test-only hooks, compiled only with the `fault-injection` feature (the agent's end-to-end
+/// tests): pause a run after N writes so a test can signal or kill the agent right there.
 #[cfg(feature = "fault-injection")]
 mod test_hooks {
     use multinic_engine::EngineConfig;

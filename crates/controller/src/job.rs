@@ -39,6 +39,10 @@ pub const PRODUCT_UUID: &str = "/sys/class/dmi/id/product_uuid";
 pub const NETWORKD_RUNTIME_DIR: &str = "/run/systemd/network";
 /// Where host paths are mounted inside the agent container.
 pub const HOST_ROOT: &str = "/host";
+/// The network sysctls, mounted writable under the root: a container's own `/proc/sys` is
+/// read-only, and the agent sets managed NICs' IPv6 `accept_ra`/`autoconf` through this one
+/// (CAP_NET_ADMIN is enough for the network sysctls of the namespace it runs in).
+pub const PROC_SYS_NET: &str = "/proc/sys/net";
 /// Name of the agent container.
 pub const CONTAINER_NAME: &str = "agent";
 /// Where the agent writes its report; Kubernetes copies it into the Pod status.
@@ -174,7 +178,19 @@ pub fn build_job(cfg: &JobConfig, req: JobRequest<'_>) -> Result<Job, JobError> 
             format!("unix:path={socket}"),
         ));
     }
-    env_vars.extend(cfg.agent_env.iter().cloned());
+    // The chart's agent options. Its extra protected addresses join the Node's own in one
+    // variable (a second entry of a name replaces the first in the container); the Job's own
+    // variables above are never overridden.
+    for (name, value) in &cfg.agent_env {
+        match env_vars.iter_mut().find(|(n, _)| n == name) {
+            Some((_, own)) if name == env::PROTECTED_ADDRESSES => {
+                own.push(',');
+                own.push_str(value);
+            }
+            Some(_) => tracing::warn!(name, "agent option ignored: the Job sets it itself"),
+            None => env_vars.push((name.clone(), value.clone())),
+        }
+    }
 
     let host_volume = |path: &str, type_: &str, mount_path: String, read_only: bool| {
         let vol = format!("host{}", path.replace(['/', '.', '_'], "-")).to_ascii_lowercase();
@@ -216,6 +232,14 @@ pub fn build_job(cfg: &JobConfig, req: JobRequest<'_>) -> Result<Job, JobError> 
         "File",
         format!("{HOST_ROOT}{PRODUCT_UUID}"),
         true,
+    );
+    volumes.push(v);
+    mounts.push(m);
+    let (v, m) = host_volume(
+        PROC_SYS_NET,
+        "Directory",
+        format!("{HOST_ROOT}{PROC_SYS_NET}"),
+        false,
     );
     volumes.push(v);
     mounts.push(m);

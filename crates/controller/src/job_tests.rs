@@ -191,6 +191,7 @@ fn job_is_pinned_least_privileged_and_carries_the_spec() {
         .map(|p| (p.to_string(), "DirectoryOrCreate".to_string()))
         .collect();
     expected.push((PRODUCT_UUID.into(), "File".into()));
+    expected.push(("/proc/sys/net".into(), "Directory".into()));
     expected.push(("/run/dbus/system_bus_socket".into(), "Socket".into()));
     assert_eq!(paths, expected);
     let mounts: Vec<_> = pod.containers[0]
@@ -203,7 +204,12 @@ fn job_is_pinned_least_privileged_and_carries_the_spec() {
     let mut expected: Vec<_> = OsFlavor::Ubuntu
         .host_paths()
         .iter()
-        .chain(&["/run/multinic", "/run/systemd/network", PRODUCT_UUID])
+        .chain(&[
+            "/run/multinic",
+            "/run/systemd/network",
+            PRODUCT_UUID,
+            "/proc/sys/net",
+        ])
         .map(|p| format!("/host{p}"))
         .collect();
     expected.push("/run/dbus/system_bus_socket".into());
@@ -258,6 +264,11 @@ fn the_nodes_own_addresses_are_protected_and_selinux_is_an_option() {
     let cfg = JobConfig {
         selinux_type: Some("spc_t".into()),
         dbus_socket: None,
+        // The chart's extra addresses, and an option the Job sets itself.
+        agent_env: vec![
+            ("MULTINIC_PROTECTED_ADDRESSES".into(), "198.51.100.7".into()),
+            ("MULTINIC_ROOT".into(), "/elsewhere".into()),
+        ],
         ..JobConfig::default()
     };
     let protect = ["192.0.2.10".to_string(), "2001:db8::10".to_string()];
@@ -268,9 +279,27 @@ fn the_nodes_own_addresses_are_protected_and_selinux_is_an_option() {
     let job = build_job(&cfg, req).unwrap();
     let env = env_of(&job);
     assert_eq!(
-        env["MULTINIC_PROTECTED_ADDRESSES"],
-        "192.0.2.10,2001:db8::10"
+        env["MULTINIC_PROTECTED_ADDRESSES"], "192.0.2.10,2001:db8::10,198.51.100.7",
+        "the Node's addresses and the chart's, in one variable"
     );
+    assert_eq!(env["MULTINIC_ROOT"], "/host");
+    let names: Vec<&str> = job
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
+    assert_eq!(names.len(), unique.len(), "no variable twice: {names:?}");
     assert!(!env.contains_key("DBUS_SYSTEM_BUS_ADDRESS"));
     let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
     let se = pod
@@ -308,7 +337,8 @@ fn rhel_gets_only_its_own_paths_and_config_is_honoured() {
         .iter()
         .map(|v| v.host_path.as_ref().unwrap().path.clone())
         .collect();
-    assert_eq!(&paths[..paths.len() - 3], OsFlavor::Rhel9.host_paths());
+    // The flavor's own, then /run/multinic, product_uuid, /proc/sys/net and the bus socket.
+    assert_eq!(&paths[..paths.len() - 4], OsFlavor::Rhel9.host_paths());
     assert!(
         !paths.iter().any(|p| p == "/run/systemd/network"),
         "networkd is Ubuntu's"
