@@ -116,8 +116,11 @@ MULTINIC_ALLOW_PRIMARY={{ $a.allowPrimary }}
 MULTINIC_PROTECTED_ADDRESSES={{ join "," . }}
 {{- end }}
 {{- with $a.probe }}
+{{- if eq . "none" }}
+MULTINIC_NO_PROBE=true
+{{- else }}
 MULTINIC_PROBE={{ . }}
 {{- end }}
-MULTINIC_DRY_RUN={{ $a.dryRun }}
+{{- end }}
 MULTINIC_HANDOFF={{ $a.handoff }}
 {{- end }}

@@ -70,9 +70,9 @@ string_enum! {
         NodeNotReady,
         /// Waiting for a free slot under the cluster-wide cap on running Jobs.
         WaitingForJobSlot,
-        /// Too many resources failed since their last change (`--max-failures`): no new Job
-        /// starts for a changed resource until failures clear or `multinic.io/resume-rollout`
-        /// is set on it.
+        /// The rollout budget (`--max-failures`) is spent by resources failed since their
+        /// last change and changes being applied: no Job starts for this resource until runs
+        /// finish or failures clear, or `multinic.io/resume-rollout` is set on it.
         RolloutPaused,
         /// The API server refused to create the agent Job (validation, RBAC, quota or
         /// admission); the message is the API's.

@@ -72,6 +72,11 @@ fn agent_options_handed_to_jobs_are_the_agents_own() {
         }
         assert!(problems.is_empty(), "{case}: {problems:#?}");
         dry_parse(&argv).unwrap_or_else(|e| panic!("{case}: {e}"));
+        // A Job must apply and report; only the DaemonSet may print plans.
+        assert!(
+            !pairs.iter().any(|(name, _)| name == "MULTINIC_DRY_RUN"),
+            "{case}: dry run reaches the Jobs"
+        );
     }
 }
 
@@ -107,6 +112,11 @@ fn the_harness_rejects_what_the_program_would() {
     assert_eq!(
         agent.env_as_args("MULTINIC_DRY_RUN", "true").unwrap(),
         ["--dry-run"]
+    );
+    // What the chart emits for `agent.probe: none`.
+    assert_eq!(
+        agent.env_as_args("MULTINIC_NO_PROBE", "true").unwrap(),
+        ["--no-probe"]
     );
     assert_eq!(
         agent.env_as_args("DB_PORT", "3307").unwrap(),

@@ -43,11 +43,12 @@ pub struct ControllerArgs {
     /// Cluster-wide cap on agent Jobs in flight.
     #[arg(long, env = "MAX_JOBS_IN_FLIGHT", default_value_t = 200)]
     pub max_jobs_in_flight: usize,
-    /// Reconciles run at once (0 = unbounded); bounds requests in flight and memory.
-    /// Failed resources (since their last change) that pause the rollout: no new Job starts
-    /// for another changed resource while this many have failed. A number or a percentage.
+    /// Rollout budget: resources failed since their last change plus changes being applied
+    /// right now. While that many are, no Job starts for another resource (`RolloutPaused`);
+    /// first configurations of new resources take no budget. A number or a percentage (10%).
     #[arg(long, env = "MAX_FAILURES", default_value = "3", value_parser = fleet::MaxFailures::parse)]
     pub max_failures: fleet::MaxFailures,
+    /// Reconciles run at once (0 = unbounded); bounds requests in flight and memory.
     #[arg(long, env = "CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
     /// Jobs tried per generation before it stays Failed.
@@ -80,10 +81,10 @@ pub struct ControllerArgs {
     /// How often the leader renews.
     #[arg(long, env = "RENEW_INTERVAL", default_value = "5s", value_parser = duration)]
     pub renew_interval: Duration,
-    /// This replica's name in Events and the Lease (default: the Pod name, else host-pid).
     /// Longest time one Lease renewal may take before it counts as failed.
     #[arg(long, env = "RENEW_DEADLINE", default_value = "10s", value_parser = duration)]
     pub renew_deadline: Duration,
+    /// This replica's name in Events and the Lease (default: the Pod name, else host-pid).
     #[arg(long, env = "POD_NAME")]
     pub instance: Option<String>,
     /// Agent image of the Jobs.
