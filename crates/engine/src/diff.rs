@@ -125,9 +125,7 @@ pub(crate) fn link_diff(link: &LinkState, state: &KernelState, target: &LinkTarg
         }
         // IPv6 addresses do not survive a down/up (keep_addr_on_down=0).
         let present = existing.is_some_and(|a| {
-            flags_match
-                && !a.dad_failed
-                && !(diff.bounced && matches!(net, IpNet::V6(_)))
+            flags_match && !a.dad_failed && !(diff.bounced && matches!(net, IpNet::V6(_)))
         });
         if !present {
             diff.additions.push(Change::AddAddress {
