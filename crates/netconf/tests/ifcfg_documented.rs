@@ -153,8 +153,10 @@ fn route_and_rule_lines_are_accepted_by_ip_and_do_what_they_say() {
             // ifup configures the address before ifup-routes reads the route file, whose
             // `src` must name an address of the link.
             let address = nic.address.to_string();
-            common::ip(&["-n", &ns.0, "addr", "add", &address, "dev", &nic.name, "nodad"])
-                .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+            common::ip(&[
+                "-n", &ns.0, "addr", "add", &address, "dev", &nic.name, "nodad",
+            ])
+            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
             for (kind, object) in [("route", "route"), ("rule", "rule")] {
                 let file = file_named(&files, &format!("{kind}{fam}-{}", nic.name)).unwrap();
                 let lines = arg_lines(file);
