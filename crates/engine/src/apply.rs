@@ -1,23 +1,31 @@
-//! Executes kernel changes over rtnetlink, counting every write. Link-level changes of one link
-//! that follow each other (rename, MTU, sysctls, up) go out as one `RTM_SETLINK`; a `LinkDown`
-//! always goes alone because the kernel renames only links that are already down.
+//! Executes kernel changes over rtnetlink, counting every write, in batches (one `sendmsg`
+//! for a NIC's changes). Link-level changes of one link that follow each other (rename, MTU,
+//! sysctls, up) go out as one `RTM_SETLINK`; a `LinkDown` is a message of its own because
+//! the kernel renames only links that are already down (it handles a batch in order).
 
 use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::interrupt::{Gate, Interrupt};
+use crate::netlink::BatchSocket;
 use crate::plan::Change;
 use crate::state::{RouteEntry, RuleEntry};
 use crate::sysctl;
 use ipnet::IpNet;
-use netlink_packet_route::AddressFamily;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
+use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::route::{RouteProtocol, RouteScope};
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
-use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
-use std::net::IpAddr;
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use rtnetlink::packet_core::{
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkMessage,
+};
+use rtnetlink::{
+    AddressMessageBuilder, Handle, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder,
+};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Errno values a delete may meet when the object is already gone.
 const GONE: [i32; 3] = [
@@ -43,6 +51,9 @@ pub(crate) struct Counters {
     fail_after: AtomicU64,
     /// Stops the run's writes once interrupted (see `interrupt.rs`).
     gate: Gate,
+    /// Send each write before the next is counted (the test-only pause hook stops a run
+    /// after exactly N writes have reached the kernel).
+    one_at_a_time: bool,
 }
 
 impl Counters {
@@ -53,6 +64,10 @@ impl Counters {
             gate: Gate::new(config, interrupt),
             #[cfg(feature = "fault-injection")]
             fail_after: AtomicU64::new(config.fault.fail_after_writes.unwrap_or(u64::MAX)),
+            #[cfg(feature = "fault-injection")]
+            one_at_a_time: config.fault.pause_after_writes.is_some(),
+            #[cfg(not(feature = "fault-injection"))]
+            one_at_a_time: false,
         })
     }
 
@@ -93,18 +108,38 @@ impl Counters {
 }
 
 /// Sends kernel changes, counting every write. `execute` takes `&self` so the change lists
-/// of several NICs can run concurrently.
+/// of several NICs can be handed over together.
+///
+/// The changes of one call go to the kernel as one batch (see `netlink.rs`), split only
+/// where a change must see the ones before it done: an IPv6 sysctl write goes through
+/// `/proc/sys` under the NIC's new name. Each write is counted (and may be stopped by the
+/// interrupt or the test-only fault hook) before the batch holding it is sent; the changes
+/// before a stopped one are sent, the rest are not, as if they went one at a time.
 pub(crate) struct Writer<'a> {
-    handle: &'a Handle,
+    /// Opened with the writer, in the network namespace of the engine's thread.
+    socket: Result<Mutex<BatchSocket>, String>,
     counters: Arc<Counters>,
     /// `/proc/sys`, for the IPv6 values netlink cannot set.
     proc_sys: &'a Path,
 }
 
+/// Requests waiting to be sent, each with the position of its (first) change, what it does
+/// and whether "already gone" counts as done.
+#[derive(Default)]
+struct Batch {
+    requests: Vec<NetlinkMessage<RouteNetlinkMessage>>,
+    about: Vec<(usize, String, bool)>,
+}
+
 impl<'a> Writer<'a> {
-    pub fn new(handle: &'a Handle, counters: Arc<Counters>, proc_sys: &'a Path) -> Self {
+    /// `_handle` is the engine's rtnetlink connection, which only reads now: the writes
+    /// have a socket of their own that can batch them.
+    pub fn new(_handle: &'a Handle, counters: Arc<Counters>, proc_sys: &'a Path) -> Self {
+        let socket = BatchSocket::open()
+            .map(Mutex::new)
+            .map_err(|e| e.to_string());
         Self {
-            handle,
+            socket,
             counters,
             proc_sys,
         }
@@ -121,122 +156,180 @@ impl<'a> Writer<'a> {
 
     /// Runs `changes` in order. On failure returns the position of the change that failed.
     pub async fn execute(&self, changes: &[Change]) -> Result<(), (usize, EngineError)> {
+        let mut batch = Batch::default();
         let mut i = 0;
         while i < changes.len() {
-            // Gather a run of link edits on the same link into one message.
-            if let Some(index) = edit_index(&changes[i]) {
-                let mut end = i + 1;
-                while end < changes.len() && edit_index(&changes[end]) == Some(index) {
-                    end += 1;
+            // A run of link edits on the same link becomes one message.
+            let end = match edit_index(&changes[i]) {
+                Some(index) => {
+                    let mut end = i + 1;
+                    while end < changes.len() && edit_index(&changes[end]) == Some(index) {
+                        end += 1;
+                    }
+                    end
                 }
-                self.set_link(index, &changes[i..end])
-                    .await
-                    .map_err(|e| (i, e))?;
-                i = end;
-                continue;
+                None => i + 1,
+            };
+            if let Err(e) = self.count() {
+                self.flush(&mut batch)?;
+                return Err((i, e));
             }
-            self.one(&changes[i]).await.map_err(|e| (i, e))?;
-            i += 1;
+            match &changes[i] {
+                Change::Ipv6Conf { name, to, .. } => {
+                    self.flush(&mut batch)?;
+                    sysctl::write_ipv6(self.proc_sys, name, to).map_err(|e| {
+                        let path = self.proc_sys.join("net/ipv6/conf").join(name);
+                        (i, EngineError::io(path, e))
+                    })?;
+                }
+                change => {
+                    let (request, tolerate_gone) = request(change, &changes[i..end]);
+                    let what: Vec<String> = changes[i..end].iter().map(|c| c.to_string()).collect();
+                    batch.requests.push(request);
+                    batch.about.push((i, what.join(", "), tolerate_gone));
+                }
+            }
+            if self.counters.one_at_a_time {
+                self.flush(&mut batch)?;
+            }
+            i = end;
+        }
+        self.flush(&mut batch)
+    }
+
+    /// Sends the batch; the first request the kernel refused is the error.
+    fn flush(&self, batch: &mut Batch) -> Result<(), (usize, EngineError)> {
+        let requests = std::mem::take(&mut batch.requests);
+        let about = std::mem::take(&mut batch.about);
+        let Some((first, first_what, _)) = about.first() else {
+            return Ok(());
+        };
+        let failed = |e: String| {
+            (
+                *first,
+                EngineError::netlink(
+                    format!("{first_what}: {e}"),
+                    rtnetlink::Error::RequestFailed,
+                ),
+            )
+        };
+        let socket = self.socket.as_ref().map_err(|e| failed(e.clone()))?;
+        let answers = socket
+            .lock()
+            .map_err(|e| failed(e.to_string()))?
+            .send(requests)
+            .map_err(|e| failed(e.to_string()))?;
+        for ((i, what, tolerate_gone), answer) in about.into_iter().zip(answers) {
+            match answer {
+                Some(e) if tolerate_gone && GONE.contains(&e.raw_code()) => {}
+                Some(e) => {
+                    return Err((
+                        i,
+                        EngineError::netlink(what, rtnetlink::Error::NetlinkError(e)),
+                    ));
+                }
+                None => {}
+            }
         }
         Ok(())
     }
+}
 
-    async fn set_link(&self, index: u32, edits: &[Change]) -> Result<(), EngineError> {
-        self.count()?;
-        let mut builder = LinkUnspec::new_with_index(index);
-        let mut extra = Vec::new();
-        let mut what = Vec::new();
-        for edit in edits {
-            what.push(edit.to_string());
-            builder = match edit {
-                Change::Rename { to, .. } => builder.name(to.clone()),
-                Change::Mtu { to, .. } => builder.mtu(*to),
-                Change::LinkUp { .. } => builder.up(),
-                Change::Sysctls { to, .. } => {
-                    extra.push(sysctl::set_attribute(to));
-                    builder
-                }
-                _ => builder,
+/// The request for `change` (with the link edits that follow it in `edits` when it is one),
+/// and whether "already gone" counts as done.
+fn request(change: &Change, edits: &[Change]) -> (NetlinkMessage<RouteNetlinkMessage>, bool) {
+    let (message, flags, tolerate_gone) = match change {
+        Change::Rename { .. }
+        | Change::Mtu { .. }
+        | Change::Sysctls { .. }
+        | Change::LinkUp { .. } => {
+            let index = change.link_index().unwrap_or_default();
+            (
+                RouteNetlinkMessage::SetLink(set_link(index, edits)),
+                CHANGE,
+                false,
+            )
+        }
+        Change::LinkDown { index } => {
+            let message = LinkUnspec::new_with_index(*index).down().build();
+            (RouteNetlinkMessage::SetLink(message), CHANGE, false)
+        }
+        Change::AddAddress {
+            index,
+            address,
+            noprefixroute,
+        } => {
+            let mut message = match address.addr() {
+                IpAddr::V4(ip) => AddressMessageBuilder::<Ipv4Addr>::new()
+                    .index(*index)
+                    .address(ip, address.prefix_len())
+                    .build(),
+                IpAddr::V6(ip) => AddressMessageBuilder::<Ipv6Addr>::new()
+                    .index(*index)
+                    .address(ip, address.prefix_len())
+                    .build(),
             };
+            if *noprefixroute {
+                message
+                    .attributes
+                    .push(AddressAttribute::Flags(AddressFlags::Noprefixroute));
+            }
+            (RouteNetlinkMessage::NewAddress(message), REPLACE, false)
         }
-        let mut message = LinkMessageBuilder::build(builder);
-        message.attributes.extend(extra);
-        self.handle
-            .link()
-            .set(message)
-            .execute()
-            .await
-            .map_err(|e| EngineError::netlink(what.join(", "), e))
-    }
+        Change::RemoveAddress { index, address } => (
+            RouteNetlinkMessage::DelAddress(address_message(*index, address)),
+            REMOVE,
+            true,
+        ),
+        Change::AddRoute(route) => (
+            RouteNetlinkMessage::NewRoute(route_message(route)),
+            REPLACE,
+            false,
+        ),
+        Change::RemoveRoute(route) => (
+            RouteNetlinkMessage::DelRoute(route_message(route)),
+            REMOVE,
+            true,
+        ),
+        Change::AddRule(rule) => (RouteNetlinkMessage::NewRule(rule_message(rule)), ADD, false),
+        Change::RemoveRule(rule) => (
+            RouteNetlinkMessage::DelRule(rule_message(rule)),
+            REMOVE,
+            true,
+        ),
+        Change::Ipv6Conf { .. } => unreachable!("written through /proc/sys"),
+    };
+    let mut request = NetlinkMessage::from(message);
+    request.header.flags = flags;
+    (request, tolerate_gone)
+}
 
-    async fn one(&self, change: &Change) -> Result<(), EngineError> {
-        if edit_index(change).is_some() {
-            return self
-                .set_link(
-                    change.link_index().unwrap_or_default(),
-                    std::slice::from_ref(change),
-                )
-                .await;
-        }
-        self.count()?;
-        let handle = self.handle;
-        let what = change.to_string();
-        let result = match change {
-            Change::Ipv6Conf { name, to, .. } => {
-                return sysctl::write_ipv6(self.proc_sys, name, to).map_err(|e| {
-                    EngineError::io(self.proc_sys.join("net/ipv6/conf").join(name), e)
-                });
+/// Header flags, as rtnetlink sets them: a link edit, an add that replaces what is there,
+/// an add that fails when it is there, a delete.
+const CHANGE: u16 = NLM_F_REQUEST | NLM_F_ACK | NLM_F_EXCL | NLM_F_CREATE;
+const REPLACE: u16 = NLM_F_REQUEST | NLM_F_ACK | NLM_F_REPLACE | NLM_F_CREATE;
+const ADD: u16 = NLM_F_REQUEST | NLM_F_ACK | NLM_F_EXCL | NLM_F_CREATE;
+const REMOVE: u16 = NLM_F_REQUEST | NLM_F_ACK;
+
+/// One `RTM_SETLINK` for a run of edits of one link.
+fn set_link(index: u32, edits: &[Change]) -> LinkMessage {
+    let mut builder = LinkUnspec::new_with_index(index);
+    let mut extra = Vec::new();
+    for edit in edits {
+        builder = match edit {
+            Change::Rename { to, .. } => builder.name(to.clone()),
+            Change::Mtu { to, .. } => builder.mtu(*to),
+            Change::LinkUp { .. } => builder.up(),
+            Change::Sysctls { to, .. } => {
+                extra.push(sysctl::set_attribute(to));
+                builder
             }
-            Change::LinkDown { index } => {
-                let msg = LinkUnspec::new_with_index(*index).down().build();
-                handle.link().set(msg).execute().await
-            }
-            Change::AddAddress {
-                index,
-                address,
-                noprefixroute,
-            } => {
-                let mut req = handle
-                    .address()
-                    .add(*index, address.addr(), address.prefix_len())
-                    .replace();
-                if *noprefixroute {
-                    req.message_mut()
-                        .attributes
-                        .push(AddressAttribute::Flags(AddressFlags::Noprefixroute));
-                }
-                req.execute().await
-            }
-            Change::RemoveAddress { index, address } => {
-                let msg = address_message(*index, address);
-                tolerate_gone(handle.address().del(msg).execute().await)
-            }
-            Change::AddRoute(route) => {
-                handle
-                    .route()
-                    .add(route_message(route))
-                    .replace()
-                    .execute()
-                    .await
-            }
-            Change::RemoveRoute(route) => {
-                tolerate_gone(handle.route().del(route_message(route)).execute().await)
-            }
-            Change::AddRule(rule) => {
-                let mut req = handle.rule().add();
-                *req.message_mut() = rule_message(rule);
-                req.execute().await
-            }
-            Change::RemoveRule(rule) => {
-                tolerate_gone(handle.rule().del(rule_message(rule)).execute().await)
-            }
-            Change::Rename { .. }
-            | Change::Mtu { .. }
-            | Change::Sysctls { .. }
-            | Change::LinkUp { .. } => unreachable!("sent by set_link"),
+            _ => builder,
         };
-        result.map_err(|e| EngineError::netlink(what, e))
     }
+    let mut message = LinkMessageBuilder::build(builder);
+    message.attributes.extend(extra);
+    message
 }
 
 /// The link of a change that can share one `RTM_SETLINK` with its neighbours.
@@ -247,13 +340,6 @@ fn edit_index(change: &Change) -> Option<u32> {
         | Change::Sysctls { index, .. }
         | Change::LinkUp { index } => Some(*index),
         _ => None,
-    }
-}
-
-fn tolerate_gone(result: Result<(), rtnetlink::Error>) -> Result<(), rtnetlink::Error> {
-    match result {
-        Err(rtnetlink::Error::NetlinkError(e)) if GONE.contains(&e.raw_code()) => Ok(()),
-        other => other,
     }
 }
 

@@ -38,6 +38,7 @@ mod files;
 mod guard;
 pub mod handoff;
 mod interrupt;
+mod netlink;
 pub mod outcome;
 pub mod plan;
 mod probe;

@@ -37,6 +37,7 @@ impl Engine {
         let verify = &self.config.verify;
         let dad_deadline = tokio::time::Instant::now() + verify.dad_timeout;
         let mut attempt = 0;
+        tracing::debug!("verifying");
         loop {
             #[cfg(feature = "fault-injection")]
             if self.config.fault.fail_verify_reads {
@@ -59,6 +60,7 @@ impl Engine {
                 continue;
             }
             if last.is_none() || attempt >= verify.retries {
+                tracing::debug!(attempts = attempt + 1, ok = last.is_none(), "verified");
                 return Ok(last);
             }
             attempt += 1;

@@ -1,0 +1,98 @@
+//! A plain rtnetlink socket for the engine's writes, sending a batch of requests in one
+//! `sendmsg` and then collecting their acknowledgements. The kernel handles route-netlink
+//! requests in order, inside the send, so one batch costs one system call plus one read per
+//! answer, where a request-at-a-time exchange costs a round trip (and a wake-up of the
+//! connection task) each.
+
+use netlink_packet_route::RouteNetlinkMessage;
+use rtnetlink::packet_core::{ErrorMessage, NetlinkMessage, NetlinkPayload};
+use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use std::io;
+
+/// Largest answer read at once; an acknowledgement is tens of bytes, an error echoes its
+/// request (a few hundred).
+const RECV_BUFFER: usize = 64 * 1024;
+
+/// The socket; opened in the network namespace of the thread that opens it.
+pub(crate) struct BatchSocket {
+    socket: Socket,
+    next_sequence: u32,
+    buffer: Vec<u8>,
+}
+
+impl BatchSocket {
+    /// Opens and binds a route-netlink socket. Non-blocking: every answer is queued before
+    /// the send returns, so a missing one is an error instead of a hang.
+    pub fn open() -> io::Result<Self> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        socket.connect(&SocketAddr::new(0, 0))?;
+        socket.set_non_blocking(true)?;
+        Ok(Self {
+            socket,
+            next_sequence: 1,
+            buffer: Vec::with_capacity(RECV_BUFFER),
+        })
+    }
+
+    /// Sends `requests` (each with `NLM_F_ACK` set) as one datagram and returns the kernel's
+    /// answer to each, in order: `None` when it was done, else the error. The kernel goes on
+    /// with the requests after a failed one.
+    pub fn send(
+        &mut self,
+        requests: Vec<NetlinkMessage<RouteNetlinkMessage>>,
+    ) -> io::Result<Vec<Option<ErrorMessage>>> {
+        let first = self.next_sequence;
+        let mut out = Vec::new();
+        for mut message in requests {
+            message.header.sequence_number = self.next_sequence;
+            self.next_sequence = self.next_sequence.wrapping_add(1);
+            message.finalize();
+            let start = out.len();
+            out.resize(start + message.buffer_len(), 0);
+            message.serialize(&mut out[start..]);
+        }
+        let count = self.next_sequence.wrapping_sub(first) as usize;
+        let sent = self.socket.send(&out, 0)?;
+        if sent != out.len() {
+            return Err(io::Error::other("netlink batch sent in part"));
+        }
+        let mut answers: Vec<Option<Option<ErrorMessage>>> = vec![None; count];
+        let mut missing = count;
+        while missing > 0 {
+            self.buffer.clear();
+            let read = self.socket.recv(&mut self.buffer, 0).map_err(|e| {
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    io::Error::other(format!("no answer to {missing} of {count} requests"))
+                } else {
+                    e
+                }
+            })?;
+            let mut offset = 0;
+            while offset < read.min(self.buffer.len()) {
+                let message =
+                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buffer[offset..])
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                let length = message.header.length as usize;
+                if length == 0 {
+                    break;
+                }
+                offset += length.next_multiple_of(4);
+                let slot = message.header.sequence_number.wrapping_sub(first) as usize;
+                let answer = match message.payload {
+                    NetlinkPayload::Error(e) if e.code.is_some() => Some(e),
+                    NetlinkPayload::Error(_) => None,
+                    // Not an answer to these requests.
+                    _ => continue,
+                };
+                if let Some(entry) = answers.get_mut(slot)
+                    && entry.is_none()
+                {
+                    *entry = Some(answer);
+                    missing -= 1;
+                }
+            }
+        }
+        Ok(answers.into_iter().map(Option::flatten).collect())
+    }
+}
