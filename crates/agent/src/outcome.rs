@@ -53,11 +53,23 @@ impl Desired {
                 .map(|NoFreeSlot { index }| no_slot(*index, &checked.valid)),
         );
         // A failed entry never takes down the NIC it names: the engine leaves it as it is.
-        node.held = failed
+        // One whose MAC cannot be read may name any NIC multinic configured, so then none
+        // is removed in this run.
+        let unreadable = failed.iter().any(|f| {
+            f.entry
+                .mac_address
+                .parse::<multinic_api::MacAddress>()
+                .is_err()
+        });
+        let mut held: Vec<String> = failed
             .iter()
             .filter_map(|f| f.entry.mac_address.parse::<multinic_api::MacAddress>().ok())
+            .chain(current_slots.keys().copied().filter(|_| unreadable))
             .map(|mac| mac.to_string())
             .collect();
+        held.sort();
+        held.dedup();
+        node.held = held;
         Self {
             node,
             failed,

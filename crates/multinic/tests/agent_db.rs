@@ -244,6 +244,22 @@ fn a_row_that_turns_invalid_leaves_its_nic_as_configured() {
     let reasons: Vec<String> = fixed.reasons().into_iter().map(|(_, r)| r).collect();
     assert_eq!(reasons, ["Unchanged", "Unchanged"]);
 
+    // A row whose MAC cannot be read may describe any NIC: none is taken down.
+    db.sql("UPDATE multinic_test.multi_interface SET macaddress = 'not-a-mac' WHERE id = 42");
+    let unreadable = db_agent(&ns, &db, &root, Credentials::Env(PASSWORD));
+    assert_eq!(unreadable.code, 2, "{}", unreadable.stderr);
+    assert_eq!(
+        ns.addresses("multinic1"),
+        ["192.0.2.42/24"],
+        "{}",
+        unreadable.report_text
+    );
+    assert_eq!(ns.mtu("multinic1"), 1400);
+    assert_eq!(files(&root), configured_files);
+    db.sql(
+        "UPDATE multinic_test.multi_interface SET macaddress = 'fa:16:3e:00:04:02' WHERE id = 42",
+    );
+
     // A row that is gone (not invalid) still takes its NIC with it.
     db.sql("DELETE FROM multinic_test.multi_interface WHERE id = 42");
     let removed = db_agent(&ns, &db, &root, Credentials::Env(PASSWORD));
