@@ -43,6 +43,8 @@ pub const HOST_ROOT: &str = "/host";
 /// read-only, and the agent sets managed NICs' IPv6 `accept_ra`/`autoconf` through this one
 /// (CAP_NET_ADMIN is enough for the network sysctls of the namespace it runs in).
 pub const PROC_SYS_NET: &str = "/proc/sys/net";
+/// The agent's dry-run option, which agent Jobs never get.
+const DRY_RUN_ENV: &str = "MULTINIC_DRY_RUN";
 /// Name of the agent container.
 pub const CONTAINER_NAME: &str = "agent";
 /// Where the agent writes its report; Kubernetes copies it into the Pod status.
@@ -182,6 +184,12 @@ pub fn build_job(cfg: &JobConfig, req: JobRequest<'_>) -> Result<Job, JobError> 
     // variable (a second entry of a name replaces the first in the container); the Job's own
     // variables above are never overridden.
     for (name, value) in &cfg.agent_env {
+        if name == DRY_RUN_ENV {
+            // A Job must apply and report: a dry run leaves its resource without a result,
+            // and a dry cleanup would let the finalizer go with the node still configured.
+            tracing::warn!(name, "agent option ignored: agent Jobs never run dry");
+            continue;
+        }
         match env_vars.iter_mut().find(|(n, _)| n == name) {
             Some((_, own)) if name == env::PROTECTED_ADDRESSES => {
                 own.push(',');

@@ -229,6 +229,10 @@ fn job_is_pinned_least_privileged_and_carries_the_spec() {
     assert_eq!(inline, obj.spec);
     assert_eq!(env["MULTINIC_GENERATION"], "4");
     assert_eq!(env["MULTINIC_ROOT"], "/host");
+    assert!(
+        !env.contains_key("MULTINIC_DRY_RUN"),
+        "a Job never runs dry"
+    );
     assert_eq!(env["MULTINIC_OS"], "ubuntu");
     assert_eq!(env["AGENT_ACTION"], "apply");
     assert_eq!(env["DATA_SOURCE"], "spec");
@@ -268,6 +272,7 @@ fn the_nodes_own_addresses_are_protected_and_selinux_is_an_option() {
         agent_env: vec![
             ("MULTINIC_PROTECTED_ADDRESSES".into(), "198.51.100.7".into()),
             ("MULTINIC_ROOT".into(), "/elsewhere".into()),
+            ("MULTINIC_DRY_RUN".into(), "true".into()),
         ],
         ..JobConfig::default()
     };
