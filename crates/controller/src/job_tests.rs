@@ -288,6 +288,7 @@ fn the_nodes_own_addresses_are_protected_and_selinux_is_an_option() {
         "the Node's addresses and the chart's, in one variable"
     );
     assert_eq!(env["MULTINIC_ROOT"], "/host");
+    assert!(!env.contains_key("MULTINIC_DRY_RUN"), "a Job never runs dry");
     let names: Vec<&str> = job
         .spec
         .as_ref()
