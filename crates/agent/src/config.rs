@@ -99,6 +99,8 @@ pub struct DbConfig {
     pub database: String,
     /// Give up connecting after this long.
     pub connect_timeout: Duration,
+    /// Give up on one query after this long.
+    pub query_timeout: Duration,
     /// TLS to the server.
     pub tls: DbTls,
 }

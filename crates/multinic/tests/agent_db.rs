@@ -6,7 +6,8 @@
 
 mod agent_support;
 
-use agent_support::{AgentRun, MariaDb, Netns, TempDir, legacy_tables, run_agent};
+use agent_support::{AgentRun, MariaDb, Netns, TempDir, legacy_tables, run_agent, wait_for};
+use std::time::Duration;
 
 const PASSWORD: &str = "S3cret-pw-7781";
 
@@ -38,6 +39,16 @@ enum Credentials<'a> {
 }
 
 fn db_agent(ns: &Netns, db: &MariaDb, root: &TempDir, credentials: Credentials) -> AgentRun {
+    db_agent_with(ns, db, root, credentials, &[])
+}
+
+fn db_agent_with(
+    ns: &Netns,
+    db: &MariaDb,
+    root: &TempDir,
+    credentials: Credentials,
+    extra: &[(&str, &str)],
+) -> AgentRun {
     let port = db.port.to_string();
     let mut env = vec![
         ("NODE_NAME", "worker-01"),
@@ -56,6 +67,7 @@ fn db_agent(ns: &Netns, db: &MariaDb, root: &TempDir, credentials: Credentials) 
             env.push(("DB_CREDENTIALS_FILE", file.as_str()));
         }
     }
+    env.extend_from_slice(extra);
     run_agent(ns, root.path(), &["--source", "db", "--os", "ubuntu"], &env)
 }
 
@@ -164,6 +176,47 @@ fn rows_are_applied_bad_rows_reported_and_success_written_back() {
     for output in [&run.stderr, &run.stdout, &run.report_text, &again.stderr] {
         assert!(!output.contains(PASSWORD), "password leaked: {output}");
     }
+}
+
+#[test]
+fn a_query_that_does_not_answer_fails_the_run_after_the_query_timeout() {
+    let ns = Netns::new();
+    let db = MariaDb::start(&ns);
+    db.sql(SCHEMA);
+    // Another session holds the table: the agent's read waits for it.
+    let mut holder = std::process::Command::new("mariadb")
+        .arg("--no-defaults")
+        .arg(format!("--socket={}", db.socket.display()))
+        .args(["-uroot", "-e"])
+        .arg("LOCK TABLES multinic_test.multi_interface WRITE; SELECT SLEEP(120);")
+        .spawn()
+        .unwrap();
+    let locked = wait_for(Duration::from_secs(20), || {
+        db.sql(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'",
+        )
+        .trim()
+            == "1"
+    });
+    let root = TempDir::new("db-stalled");
+    let run = locked.map(|_| {
+        db_agent_with(
+            &ns,
+            &db,
+            &root,
+            Credentials::Env(PASSWORD),
+            &[("DB_QUERY_TIMEOUT", "1s")],
+        )
+    });
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let run = run.expect("the table lock was never taken");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let error = run.report()["error"].as_str().unwrap().to_owned();
+    assert!(
+        error.contains("reading rows") && error.contains("no answer within 1s"),
+        "{error}"
+    );
 }
 
 #[test]

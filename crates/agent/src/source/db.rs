@@ -65,6 +65,7 @@ pub struct RowOutcome {
 /// A connection pool to the legacy database plus the rows last read.
 pub struct DbSource {
     pool: MySqlPool,
+    query_timeout: std::time::Duration,
     password: Redacted,
     rows: Vec<DbRow>,
 }
@@ -87,6 +88,7 @@ impl DbSource {
             .connect_lazy_with(options);
         Self {
             pool,
+            query_timeout: config.query_timeout,
             password: config.password.clone(),
             rows: Vec::new(),
         }
@@ -96,12 +98,15 @@ impl DbSource {
     /// `multi_interface[id=<id>]` in messages.
     pub async fn load(&mut self, node_name: &str) -> Result<LoadedSpec, DbError> {
         // One row past the limit tells "exactly the limit" from "too many".
-        let rows = sqlx::query(SELECT_ROWS)
+        let action = format!("reading rows of node {node_name:?}");
+        let read = sqlx::query(SELECT_ROWS)
             .bind(node_name)
             .bind(MAX_ROWS as u64 + 1)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.error(format!("reading rows of node {node_name:?}"), e))?;
+            .fetch_all(&self.pool);
+        let rows = self
+            .bounded(&action, read)
+            .await?
+            .map_err(|e| self.error(action.clone(), e))?;
         if rows.len() > MAX_ROWS {
             return Err(DbError {
                 action: format!("reading rows of node {node_name:?}"),
@@ -142,15 +147,32 @@ impl DbSource {
             if current == Some(want) {
                 continue;
             }
-            sqlx::query(UPDATE_SUCCESS)
+            let action = format!("updating row {}", outcome.id);
+            let update = sqlx::query(UPDATE_SUCCESS)
                 .bind(want)
                 .bind(&outcome.id)
-                .execute(&self.pool)
-                .await
-                .map_err(|e| self.error(format!("updating row {}", outcome.id), e))?;
+                .execute(&self.pool);
+            self.bounded(&action, update)
+                .await?
+                .map_err(|e| self.error(action.clone(), e))?;
             written += 1;
         }
         Ok(written)
+    }
+
+    /// Runs one query, failing after the query timeout (a locked table or a stalled server
+    /// must not hang the pass).
+    async fn bounded<T>(
+        &self,
+        action: &str,
+        query: impl std::future::Future<Output = T>,
+    ) -> Result<T, DbError> {
+        tokio::time::timeout(self.query_timeout, query)
+            .await
+            .map_err(|_| DbError {
+                action: action.to_owned(),
+                message: format!("no answer within {:?}", self.query_timeout),
+            })
     }
 
     /// Database ids of the rows last read, in spec order.

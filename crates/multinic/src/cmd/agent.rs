@@ -190,6 +190,10 @@ pub struct AgentArgs {
     /// Give up connecting to the database after this long.
     #[arg(long, env = "DB_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub db_connect_timeout: Duration,
+    /// Give up on one database query (the read of this node's rows, one write-back) after
+    /// this long: a locked table or a stalled server fails the pass instead of hanging it.
+    #[arg(long, env = "DB_QUERY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub db_query_timeout: Duration,
     /// File holding only the database password (a Secret's key mounted as a file; one
     /// trailing newline is ignored). Wins over DB_PASSWORD and --db-credentials.
     #[arg(long, env = "DB_PASSWORD_FILE", value_name = "PATH")]
@@ -373,6 +377,7 @@ fn db_config(args: &AgentArgs) -> anyhow::Result<DbConfig> {
             .unwrap_or_default(),
         database,
         connect_timeout: args.db_connect_timeout,
+        query_timeout: args.db_query_timeout,
         tls: db_tls(args.db_tls, args.db_ca_file.clone())?,
     })
 }
