@@ -60,20 +60,36 @@ fn write_report(path: &Path, text: &str) -> std::io::Result<()> {
 
 type RunResult = (Option<i64>, Vec<NicResult>, Option<AgentError>);
 
-/// Sets `stop` when SIGTERM arrives (the handler is installed before this returns).
+/// Sets `stop` when SIGTERM arrives (the handler is installed before this returns). The
+/// signal is awaited on a thread of its own (with a runtime that only drives signals), so
+/// the flag is set even while the run's single thread is busy in a blocking call.
 fn stop_on_sigterm(stop: &Interrupt) {
     use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                if term.recv().await.is_some() {
-                    tracing::warn!("SIGTERM received: stopping the run and reverting its changes");
-                    stop.set();
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => return tracing::error!(error = %e, "cannot handle SIGTERM"),
+    };
+    let stop = stop.clone();
+    let listener = std::thread::Builder::new()
+        .name("sigterm".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build();
+            match runtime {
+                Ok(runtime) => {
+                    if runtime.block_on(term.recv()).is_some() {
+                        tracing::warn!(
+                            "SIGTERM received: stopping the run and reverting its changes"
+                        );
+                        stop.set();
+                    }
                 }
-            });
-        }
-        Err(e) => tracing::error!(error = %e, "cannot handle SIGTERM"),
+                Err(e) => tracing::error!(error = %e, "cannot handle SIGTERM"),
+            }
+        });
+    if let Err(e) = listener {
+        tracing::error!(error = %e, "cannot handle SIGTERM");
     }
 }
 
@@ -91,6 +107,7 @@ async fn apply(config: &AgentConfig, stop: &Interrupt) -> RunResult {
         Ok(d) => d,
         Err(e) => return (None, Vec::new(), Some(e)),
     };
+    tracing::debug!(nics = desired.node.nics.len(), "desired state built");
     if config.dry_run {
         return match runner.node().await {
             Ok(node) => match node.plan(&desired.node).await {

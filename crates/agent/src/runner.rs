@@ -8,6 +8,7 @@ use crate::outcome::{Desired, NicResult, row_outcomes};
 use crate::source::{self, DbSource, LoadedSpec};
 use multinic_engine::Interrupt;
 use multinic_netconf::OsFlavor;
+use std::collections::HashMap;
 use std::path::Path;
 
 /// Long-lived pieces of a run; the service keeps one across passes.
@@ -60,7 +61,13 @@ impl<'a> Runner<'a> {
         let loaded = self.load().await?;
         let checked = loaded.check(&self.config.node_name)?;
         loaded.check_instance(self.host_uuid.as_deref())?;
-        let slots = self.node().await?.current_slots().await?;
+        // The slots NICs hold now only place interfaces the spec gives no slot; when every
+        // one has its slot, the kernel state is not read twice.
+        let slots = if checked.valid.iter().all(|v| v.requested_slot.is_some()) {
+            HashMap::new()
+        } else {
+            self.node().await?.current_slots().await?
+        };
         Ok(Desired::build(checked, &self.config.net, &slots))
     }
 

@@ -225,8 +225,18 @@ pub enum DbTlsArg {
 /// could be done).
 pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let config = config_from(args)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // A Job run is one sequence of steps (its file staging goes to the blocking pool): one
+    // thread, no worker threads to start and no wake-ups across threads. The service also
+    // serves health and metrics while a pass runs.
+    let mut builder = match config.mode {
+        RunMode::Job => tokio::runtime::Builder::new_current_thread(),
+        RunMode::Service => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(2);
+            builder
+        }
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .context("starting the async runtime")?;
