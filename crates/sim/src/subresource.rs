@@ -14,6 +14,17 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+/// One request for a subresource of object `name`.
+struct SubRequest<'a> {
+    st: &'a AppState,
+    rt: &'a ResourceType,
+    ns: Option<&'a str>,
+    name: &'a str,
+    method: &'a Method,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+}
+
 /// The answer for `path` when it names one of these subresources, else `None`.
 pub(crate) fn serve(
     st: &AppState,
@@ -28,27 +39,35 @@ pub(crate) fn serve(
     };
     let ns = path.namespace.as_deref();
     let pods = rt.group.is_empty() && rt.plural == "pods";
+    let req = SubRequest {
+        st,
+        rt,
+        ns,
+        name,
+        method,
+        headers,
+        body,
+    };
     match sub {
         "log" if pods => Some(pod_log(st, ns, name, method)),
-        "binding" if pods => Some(pod_binding(st, rt, ns, name, method, headers, body)),
-        "scale" if rt.scale.is_some() => {
-            Some(scale_subresource(st, rt, ns, name, method, headers, body))
-        }
+        "binding" if pods => Some(pod_binding(&req)),
+        "scale" if rt.scale.is_some() => Some(scale_subresource(&req)),
         _ => None,
     }
 }
 
 /// `pods/<name>/binding`: a POSTed Binding sets `spec.nodeName` once; a Pod already bound
 /// answers 409, as the real server does.
-fn pod_binding(
-    st: &AppState,
-    rt: &ResourceType,
-    ns: Option<&str>,
-    name: &str,
-    method: &Method,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Response, ApiError> {
+fn pod_binding(req: &SubRequest<'_>) -> Result<Response, ApiError> {
+    let SubRequest {
+        st,
+        rt,
+        ns,
+        name,
+        method,
+        headers,
+        body,
+    } = *req;
     if *method != Method::POST {
         return Err(ApiError::method_not_allowed(
             "pods/binding only supports POST",
@@ -114,15 +133,16 @@ fn pod_log(
 }
 
 /// `<resource>/<name>/scale`: read or write the replica count through an autoscaling/v1 Scale.
-fn scale_subresource(
-    st: &AppState,
-    rt: &ResourceType,
-    ns: Option<&str>,
-    name: &str,
-    method: &Method,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Response, ApiError> {
+fn scale_subresource(req: &SubRequest<'_>) -> Result<Response, ApiError> {
+    let SubRequest {
+        st,
+        rt,
+        ns,
+        name,
+        method,
+        headers,
+        body,
+    } = *req;
     let counted = format!("{}/scale", rt.plural);
     let obj = match *method {
         Method::GET => {
