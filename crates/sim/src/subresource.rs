@@ -59,22 +59,14 @@ pub(crate) fn serve(
 /// `pods/<name>/binding`: a POSTed Binding sets `spec.nodeName` once; a Pod already bound
 /// answers 409, as the real server does.
 fn pod_binding(req: &SubRequest<'_>) -> Result<Response, ApiError> {
-    let SubRequest {
-        st,
-        rt,
-        ns,
-        name,
-        method,
-        headers,
-        body,
-    } = *req;
+    let (st, rt, ns, name, method) = (req.st, req.rt, req.ns, req.name, req.method);
     if *method != Method::POST {
         return Err(ApiError::method_not_allowed(
             "pods/binding only supports POST",
         ));
     }
     st.counters.bump("create", "pods/binding");
-    let binding = decode_body(headers, body)?;
+    let binding = decode_body(req.headers, req.body)?;
     let node = binding["target"]["name"].as_str().unwrap_or_default();
     if node.is_empty() {
         return Err(ApiError::invalid(
@@ -134,15 +126,7 @@ fn pod_log(
 
 /// `<resource>/<name>/scale`: read or write the replica count through an autoscaling/v1 Scale.
 fn scale_subresource(req: &SubRequest<'_>) -> Result<Response, ApiError> {
-    let SubRequest {
-        st,
-        rt,
-        ns,
-        name,
-        method,
-        headers,
-        body,
-    } = *req;
+    let (st, rt, ns, name, method) = (req.st, req.rt, req.ns, req.name, req.method);
     let counted = format!("{}/scale", rt.plural);
     let obj = match *method {
         Method::GET => {
@@ -151,19 +135,20 @@ fn scale_subresource(req: &SubRequest<'_>) -> Result<Response, ApiError> {
         }
         Method::PUT => {
             st.counters.bump("update", &counted);
-            let want = decode_body(headers, body)?;
+            let want = decode_body(req.headers, req.body)?;
             st.store.modify(rt, ns, name, Target::Main, |cur| {
                 scale::apply(rt, cur, &want)
             })?
         }
         Method::PATCH => {
             st.counters.bump("patch", &counted);
-            let ct = headers
+            let ct = req
+                .headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
             let kind = PatchKind::from_content_type(ct)?;
-            let doc = patch::parse_body(kind, body)?;
+            let doc = patch::parse_body(kind, req.body)?;
             st.store.modify(rt, ns, name, Target::Main, |cur| {
                 let want = patch::apply_patch(kind, &scale::view(rt, cur)?, &doc)?;
                 scale::apply(rt, cur, &want)
