@@ -64,8 +64,9 @@ pub struct JobFacts {
     pub attempt: u32,
     /// Running or finished.
     pub phase: JobPhase,
-    /// When the Job was created, if it runs and has had no Pod at all yet (none active,
-    /// succeeded or failed): the Job controller may be failing to create it (PodSecurity).
+    /// When the Job controller started the Job (`status.startTime`), if it runs and has had
+    /// no Pod at all yet (none active, succeeded or failed): the Job controller may be failing
+    /// to create it (PodSecurity).
     pub no_pod_since: Option<Timestamp>,
 }
 

@@ -405,10 +405,12 @@ pub fn job_facts(job: &Job) -> Option<JobFacts> {
             .and_then(|a| a.parse().ok())
             .unwrap_or(1),
         phase: job_phase(job),
+        // From the Job controller's first sync (startTime), which counts a Pod it created in the
+        // same status write: a Job it has not synced yet needs no timer, the sync is an event.
         no_pod_since: job
-            .metadata
-            .creation_timestamp
+            .status
             .as_ref()
+            .and_then(|s| s.start_time.as_ref())
             .filter(|_| job_phase(job) == JobPhase::Running && !had_pod(job))
             .map(|t| t.0),
     })

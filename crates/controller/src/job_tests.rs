@@ -288,7 +288,10 @@ fn the_nodes_own_addresses_are_protected_and_selinux_is_an_option() {
         "the Node's addresses and the chart's, in one variable"
     );
     assert_eq!(env["MULTINIC_ROOT"], "/host");
-    assert!(!env.contains_key("MULTINIC_DRY_RUN"), "a Job never runs dry");
+    assert!(
+        !env.contains_key("MULTINIC_DRY_RUN"),
+        "a Job never runs dry"
+    );
     let names: Vec<&str> = job
         .spec
         .as_ref()
@@ -383,4 +386,28 @@ fn facts_read_back_from_a_cached_job() {
     assert!(job.spec.is_none());
     assert_eq!(job_phase(&job), JobPhase::Failed);
     assert!(job_failure_detail(&job).starts_with("DeadlineExceeded: Job was active"));
+}
+
+#[test]
+fn a_started_job_without_any_pod_is_told_apart() {
+    let obj = owner();
+    let mut job = build_job(&JobConfig::default(), request(&obj, OsFlavor::Ubuntu)).unwrap();
+    // Not synced by the Job controller yet: no timer needed, its sync is an event.
+    assert_eq!(job_facts(&job).unwrap().no_pod_since, None);
+    let started: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+    job.status = Some(JobStatus {
+        start_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            started,
+        )),
+        active: Some(0),
+        ..Default::default()
+    });
+    assert_eq!(job_facts(&job).unwrap().no_pod_since, Some(started));
+    // A Pod counted (Pending counts as active) or a finished Job: nothing to look for.
+    job.status.as_mut().unwrap().active = Some(1);
+    assert_eq!(job_facts(&job).unwrap().no_pod_since, None);
+    let status = job.status.as_mut().unwrap();
+    status.active = None;
+    status.failed = Some(1);
+    assert_eq!(job_facts(&job).unwrap().no_pod_since, None);
 }
