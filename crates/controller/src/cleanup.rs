@@ -28,6 +28,7 @@ pub async fn cleanup(obj: Arc<MultiNicNodeConfig>, ctx: &Context) -> Result<Requ
         spec: &obj.spec,
         status: obj.status.as_ref(),
         conflict: conflict.as_deref(),
+        now: jiff::Timestamp::now(),
     };
     for _ in 0..8 {
         match decide::decide_cleanup(node.as_ref(), leaving, &jobs) {
@@ -39,6 +40,27 @@ pub async fn cleanup(obj: Arc<MultiNicNodeConfig>, ctx: &Context) -> Result<Requ
                 return Err(Error::CleanupPending(format!(
                     "a Job is still running on {node_name}"
                 )));
+            }
+            CleanupAction::CheckPods(name) => {
+                let Some(refusal) = ctx.pod_refusal(&ns, &name).await? else {
+                    return Err(Error::CleanupPending(format!(
+                        "cleanup Job {name} has no Pod yet"
+                    )));
+                };
+                ctx.delete_job(&ns, &name).await?;
+                ctx.metrics
+                    .failure(multinic_api::StateReason::JobRejected.as_str());
+                let message =
+                    format!("the API server refused the Pod of agent Job {name}: {refusal}");
+                ctx.event(
+                    &obj,
+                    EventType::Warning,
+                    multinic_api::StateReason::JobRejected.as_str(),
+                    "Cleanup",
+                    message.clone(),
+                )
+                .await;
+                return Err(Error::CleanupFailed(message));
             }
             CleanupAction::Start { flavor } => {
                 let attempt = {

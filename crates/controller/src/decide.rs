@@ -224,14 +224,13 @@ pub fn decide(o: &Observed<'_>) -> Action {
         }
         if current
             && recording == Some(job.name.as_str())
-            && let Some(since) = job.no_pod_since
+            && let Some(wait) = pod_check_in(job, o.now)
         {
             // No Job event may come while its Pods are refused: look again after the grace.
-            let grace = jiff::SignedDuration::try_from(POD_GRACE).unwrap_or_default();
-            let due = since + grace;
-            return match Duration::try_from(o.now.duration_until(due)) {
-                Ok(wait) if !wait.is_zero() => Action::Wait(Some(wait)),
-                _ => Action::CheckPods(job.name.clone()),
+            return if wait.is_zero() {
+                Action::CheckPods(job.name.clone())
+            } else {
+                Action::Wait(Some(wait))
             };
         }
         // Either status already tracks it, or it belongs to an older generation / a cleanup:
@@ -361,6 +360,14 @@ pub fn rollout_paused(spent: crate::fleet::Spent) -> Verdict {
             multinic_api::RESUME_ROLLOUT_ANNOTATION
         ),
     }
+}
+
+/// For a running Job that has had no Pod yet: how long until its Events are worth reading
+/// (zero: now).
+pub fn pod_check_in(job: &JobFacts, now: Timestamp) -> Option<Duration> {
+    let grace = jiff::SignedDuration::try_from(POD_GRACE).unwrap_or_default();
+    let due = job.no_pod_since? + grace;
+    Some(Duration::try_from(now.duration_until(due)).unwrap_or_default())
 }
 
 /// Holds a Job back while the node cannot run it (NotReady, cordoned) or is busy.

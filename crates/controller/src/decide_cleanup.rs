@@ -1,7 +1,8 @@
 //! The cleanup decision: the next step for a resource whose deletion waits on the cleanup
 //! finalizer. Pure, like [`super::decide`].
 
-use super::{JobFacts, JobPhase, NodeFacts, same_uuid};
+use super::{JobFacts, JobPhase, NodeFacts, pod_check_in, same_uuid};
+use jiff::Timestamp;
 use multinic_api::report::AgentAction;
 use multinic_api::{MultiNicNodeConfigSpec, MultiNicNodeConfigStatus};
 use multinic_netconf::OsFlavor;
@@ -13,6 +14,9 @@ pub enum CleanupAction {
     DeleteJob(String),
     /// An apply or cleanup Job is still running on the node: wait for it.
     Wait,
+    /// The running Job has had no Pod for [`super::POD_GRACE`]: read its `FailedCreate`
+    /// Events for an admission refusal, as [`super::Action::CheckPods`] does.
+    CheckPods(String),
     /// Run the cleanup Job (`attempt` is 1-based).
     Start {
         /// OS flavor of the node.
@@ -35,6 +39,8 @@ pub struct Leaving<'a> {
     pub status: Option<&'a MultiNicNodeConfigStatus>,
     /// An older resource owns the node.
     pub conflict: Option<&'a str>,
+    /// Current time.
+    pub now: Timestamp,
 }
 
 /// The next step for a resource whose deletion is waiting on the cleanup finalizer.
@@ -51,8 +57,13 @@ pub fn decide_cleanup(
             (AgentAction::Apply, _) => CleanupAction::DeleteJob(job.name.clone()),
         };
     }
-    if jobs.iter().any(|j| !j.phase.finished()) {
-        return CleanupAction::Wait;
+    if let Some(running) = jobs.iter().find(|j| !j.phase.finished()) {
+        // Cleanup or apply Job alike: a refused Pod would hold the deletion until its deadline.
+        return if pod_check_in(running, leaving.now).is_some_and(|w| w.is_zero()) {
+            CleanupAction::CheckPods(running.name.clone())
+        } else {
+            CleanupAction::Wait
+        };
     }
     let Some(node) = node else {
         return CleanupAction::Release(format!("Node {node_name:?} no longer exists"));

@@ -156,6 +156,7 @@ fn deleting_a_resource_that_never_configured_its_node_runs_no_cleanup_job() {
         spec: &spec,
         status,
         conflict,
+        now: "2026-01-01T00:10:00Z".parse().unwrap(),
     };
     for (why, l) in [
         ("never ran", leaving(Some(&never), None)),

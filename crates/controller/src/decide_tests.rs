@@ -369,6 +369,7 @@ fn cleanup_steps() {
         spec: &spec,
         status: Some(&ran),
         conflict: None,
+        now: "2026-01-01T00:10:00Z".parse().unwrap(),
     };
     let cleanup = |phase| JobFacts {
         action: AgentAction::Cleanup,
@@ -394,6 +395,19 @@ fn cleanup_steps() {
     );
     assert_eq!(
         decide_cleanup(Some(&node), w, &[cleanup(JobPhase::Running)]),
+        CleanupAction::Wait
+    );
+    // A Job the Job controller started 10 s ago without any Pod: its Events are read.
+    let pod_less = |ago: &str| JobFacts {
+        no_pod_since: Some(ago.parse().unwrap()),
+        ..cleanup(JobPhase::Running)
+    };
+    assert_eq!(
+        decide_cleanup(Some(&node), w, &[pod_less("2026-01-01T00:09:50Z")]),
+        CleanupAction::CheckPods("c".into())
+    );
+    assert_eq!(
+        decide_cleanup(Some(&node), w, &[pod_less("2026-01-01T00:09:58Z")]),
         CleanupAction::Wait
     );
     assert_eq!(

@@ -5,7 +5,7 @@
 //!
 //! | Promise | Test |
 //! |---|---|
-//! | in a namespace enforcing `baseline` the agent Job's Pod is refused: the resource goes Failed/`JobRejected` with the API's PodSecurity message and a Warning Event, the Job is deleted and not created again before the retry delay, and the controller is refused nothing (it may list Events); labelled `privileged` as the chart labels its namespace, the same resource (retry annotation) is admitted and Configured | `a_pod_refused_by_pod_security_shows_in_status` |
+//! | in a namespace enforcing `baseline` the agent Job's Pod is refused: the resource goes Failed/`JobRejected` with the API's PodSecurity message and a Warning Event, the Job is deleted and not created again before the retry delay, and the controller is refused nothing (it may list Events); labelled `privileged` as the chart labels its namespace, the same resource (retry annotation) is admitted and Configured; deleted under `baseline`, the cleanup Job's refused Pod is a Warning `JobRejected` Event and the finalizer holds until the namespace admits the cleanup | `a_pod_refused_by_pod_security_shows_in_status` |
 
 mod chart_support;
 mod controller_support;
@@ -19,19 +19,27 @@ use multinic_api::{NodeConfigState, StateReason};
 use realcp_nodes::RealCluster;
 use std::time::Duration;
 
-/// `(type, reason, note)` of the Events about the resource `name`.
-async fn events_of(cluster: &RealCluster, name: &str) -> Vec<(String, String, String)> {
+/// `(type, reason, action, note)` of the Events about the resource `name`.
+async fn events_of(cluster: &RealCluster, name: &str) -> Vec<[String; 4]> {
     controller_support::events_about(&cluster.admin, name)
         .await
         .into_iter()
         .map(|e| {
-            (
+            [
                 e.type_.unwrap_or_default(),
                 e.reason.unwrap_or_default(),
+                e.action.unwrap_or_default(),
                 e.note.unwrap_or_default(),
-            )
+            ]
         })
         .collect()
+}
+
+/// Whether a Warning `JobRejected` Event of `action` quotes the PodSecurity refusal.
+fn refusal_event(events: &[[String; 4]], action: &str) -> bool {
+    events.iter().any(|[t, r, a, note]| {
+        t == "Warning" && r == "JobRejected" && a == action && note.contains("PodSecurity")
+    })
 }
 
 fn enforce(cluster: &RealCluster, level: &str) {
@@ -72,12 +80,7 @@ async fn a_pod_refused_by_pod_security_shows_in_status() {
         "{said}"
     );
     let events = events_of(&cluster, &node.name).await;
-    assert!(
-        events.iter().any(|(t, r, note)| t == "Warning"
-            && r == "JobRejected"
-            && note.contains("PodSecurity")),
-        "{events:?}"
-    );
+    assert!(refusal_event(&events, "Failed"), "{events:?}");
     // The Job is gone and, within the retry delay, not created again: no silent loop.
     let jobs: Api<Job> = Api::namespaced(cluster.admin.clone(), NS);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -127,5 +130,44 @@ async fn a_pod_refused_by_pod_security_shows_in_status() {
         .unwrap();
     cluster.wait_configured(&node.name).await;
     assert!(cluster.addresses(&node.name).contains("10.70.0.5/24"));
+
+    // Deleted under `baseline`: the cleanup Job's Pod is refused, said in an Event, and the
+    // finalizer holds until the namespace admits it again.
+    enforce(&cluster, "baseline");
+    cluster
+        .configs()
+        .delete(&node.name, &Default::default())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let events = events_of(&cluster, &node.name).await;
+        if refusal_event(&events, "Cleanup") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no refusal Event for the cleanup Job: {events:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        cluster
+            .configs()
+            .get_opt(&node.name)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(cluster.addresses(&node.name).contains("10.70.0.5/24"));
+    enforce(&cluster, "privileged");
+    cluster.wait_until_gone(&node.name).await;
+    assert!(!cluster.addresses(&node.name).contains("10.70.0.5/"));
+    let refused_requests: Vec<_> = cluster
+        .requests_of(&account)
+        .into_iter()
+        .filter(|(_, _, c)| *c == 403)
+        .collect();
+    assert!(refused_requests.is_empty(), "{refused_requests:?}");
     cluster.stop().await;
 }
