@@ -74,8 +74,9 @@ string_enum! {
         /// last change and changes being applied: no Job starts for this resource until runs
         /// finish or failures clear, or `multinic.io/resume-rollout` is set on it.
         RolloutPaused,
-        /// The API server refused to create the agent Job (validation, RBAC, quota or
-        /// admission); the message is the API's.
+        /// The API server refused the agent Job (validation, RBAC, quota or admission) or its
+        /// Pod (PodSecurity, a Pod quota: found in the Job controller's `FailedCreate` Events);
+        /// the message is the API's.
         JobRejected,
         /// An agent Job is applying this generation.
         Applying,
