@@ -28,7 +28,8 @@ fn request(owner: &MultiNicNodeConfig, flavor: OsFlavor) -> JobRequest<'_> {
     }
 }
 
-fn env_of(job: &Job) -> BTreeMap<String, String> {
+/// The agent container's environment, in order.
+fn container_env(job: &Job) -> &[k8s_openapi::api::core::v1::EnvVar] {
     job.spec
         .as_ref()
         .unwrap()
@@ -38,8 +39,12 @@ fn env_of(job: &Job) -> BTreeMap<String, String> {
         .unwrap()
         .containers[0]
         .env
-        .as_ref()
+        .as_deref()
         .unwrap()
+}
+
+fn env_of(job: &Job) -> BTreeMap<String, String> {
+    container_env(job)
         .iter()
         .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
         .collect()
@@ -292,18 +297,7 @@ fn the_nodes_own_addresses_are_protected_and_selinux_is_an_option() {
         !env.contains_key("MULTINIC_DRY_RUN"),
         "a Job never runs dry"
     );
-    let names: Vec<&str> = job
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0]
-        .env
-        .as_ref()
-        .unwrap()
+    let names: Vec<&str> = container_env(&job)
         .iter()
         .map(|e| e.name.as_str())
         .collect();
