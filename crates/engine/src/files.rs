@@ -173,24 +173,34 @@ pub(crate) fn stage(root: &Path, ops: &[FileOp]) -> Result<Staged, (usize, Engin
     Ok(staged)
 }
 
-/// Flushes the written temp files (data, size and permission bits), one `fsync` each, after
-/// asking the kernel to start writing all of them (`fadvise(DONTNEED)` starts writeback of a
-/// file's dirty pages): their data goes to the disk together and their blocks are allocated
-/// in one journal transaction, which the first `fsync` commits; the others find their data
-/// written and committed. Measured on the development VM for 20 files: 1.2-1.9 ms, against
-/// 3-4 ms for one `fsync` after the other (a journal commit each) and about the same as one
-/// thread per file, without starting 20 threads. Not `syncfs`: one call and 0.3 ms on a
-/// quiet disk, but it also waits for every other process's unwritten data on that
-/// filesystem (an image being pulled next to /etc): 70-100 ms with 500 MB pending.
+/// Flushes the written temp files (data, size and permission bits): one `fsync` each, all in
+/// flight at once (one thread per file), so the filesystem commits them together: ext4 and
+/// XFS batch concurrent syncs into one journal commit. Measured on the development VM for 20
+/// files: about 1 ms on a quiet disk; while other builds wrote to the same disk, the run's
+/// files were staged in 3-8 ms this way, but in about 36 ms one after the other (each waits
+/// for a journal commit of its own, even after `fadvise(DONTNEED)` started writing all of
+/// them). Not `syncfs`: one call and 0.3 ms on a quiet disk, but it also waits for every other
+/// process's unwritten data on that filesystem (an image being pulled next to /etc): 70-100
+/// ms with 500 MB pending, where these syncs took 3-4 ms.
 fn sync_data(files: &[(usize, fs::File)]) -> Result<(), (usize, std::io::Error)> {
-    for (_, file) in files {
-        // Advice only: without it each sync below still writes its file.
-        let _ = rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed);
-    }
-    for (i, file) in files {
-        file.sync_all().map_err(|e| (*i, e))?;
-    }
-    Ok(())
+    let Some(((first_i, first), rest)) = files.split_first() else {
+        return Ok(());
+    };
+    std::thread::scope(|scope| {
+        let others: Vec<_> = rest
+            .iter()
+            .map(|(i, file)| (*i, scope.spawn(move || file.sync_all())))
+            .collect();
+        let mine = first.sync_all().map_err(|e| (*first_i, e));
+        others
+            .into_iter()
+            .map(|(i, h)| {
+                h.join()
+                    .unwrap_or_else(|_| Err(ErrorKind::Other.into()))
+                    .map_err(|e| (i, e))
+            })
+            .fold(mine, Result::and)
+    })
 }
 
 impl Staged {
