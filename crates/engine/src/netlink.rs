@@ -96,3 +96,51 @@ impl BatchSocket {
         Ok(answers.into_iter().map(Option::flatten).collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+    use netlink_packet_route::link::LinkMessage;
+    use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_REQUEST};
+    use std::net::{IpAddr, Ipv4Addr};
+
+    /// Requests that change nothing on the host: reading the loopback link, and deleting
+    /// an address it does not have (TEST-NET-1), which the kernel refuses.
+    fn get_lo() -> NetlinkMessage<RouteNetlinkMessage> {
+        let mut link = LinkMessage::default();
+        link.header.index = 1;
+        let mut request = NetlinkMessage::from(RouteNetlinkMessage::GetLink(link));
+        request.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+        request
+    }
+
+    fn delete_absent_address() -> NetlinkMessage<RouteNetlinkMessage> {
+        let ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 77));
+        let mut address = AddressMessage::default();
+        address.header.family = netlink_packet_route::AddressFamily::Inet;
+        address.header.prefix_len = 32;
+        address.header.index = 1;
+        address.attributes.push(AddressAttribute::Local(ip));
+        address.attributes.push(AddressAttribute::Address(ip));
+        let mut request = NetlinkMessage::from(RouteNetlinkMessage::DelAddress(address));
+        request.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+        request
+    }
+
+    #[test]
+    fn a_batch_answers_every_request_in_order_past_a_failed_one() {
+        let mut socket = BatchSocket::open().expect("route netlink socket");
+        let answers = socket
+            .send(vec![get_lo(), delete_absent_address(), get_lo()])
+            .expect("answers");
+        assert_eq!(answers.len(), 3);
+        assert!(answers[0].is_none(), "{answers:?}");
+        assert!(answers[1].is_some(), "the delete must fail: {answers:?}");
+        assert!(answers[2].is_none(), "{answers:?}");
+        // The next batch starts after the answers of this one.
+        let again = socket.send(vec![get_lo()]).expect("answers");
+        assert_eq!(again.len(), 1);
+        assert!(again[0].is_none(), "{again:?}");
+    }
+}
