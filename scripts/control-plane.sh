@@ -12,6 +12,8 @@
 # Ports are picked free at start, so several control planes can run at once. With --owner PID a
 # watchdog runs `down DIR` when that process goes away (a test killed before its cleanup ran).
 # The binaries come from $MULTINIC_K8S_BIN_DIR (scripts/k8s-bins.sh prints it), else PATH.
+# $KCM_EXTRA_ARGS (word-split) is added to kube-controller-manager's flags, e.g. its client rate
+# limit (`--kube-api-qps=200 --kube-api-burst=400`) for a benchmark.
 #
 # DIR afterwards holds: admin.kubeconfig, cp.env (URL, ports, admin token, paths), ca.crt,
 # audit.log, logs/*.log, pids/*.pid.
@@ -213,6 +215,8 @@ EOF
     controllers+=,namespace-controller,serviceaccount-controller,serviceaccount-token-controller
     controllers+=,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller
     controllers+=,pod-garbage-collector-controller
+    local kcm_extra=()
+    read -r -a kcm_extra <<<"${KCM_EXTRA_ARGS:-}"
     # Each controller runs as its own kube-system ServiceAccount with the bootstrap RBAC roles,
     # as on a kubeadm cluster.
     start kube-controller-manager "$kcm" \
@@ -223,7 +227,8 @@ EOF
         --service-account-private-key-file "$dir/pki/sa.key" \
         --root-ca-file "$dir/ca.crt" \
         --leader-elect=false \
-        --profiling=false
+        --profiling=false \
+        "${kcm_extra[@]}"
     wait_for kube-controller-manager "/healthz" \
         curl -fsSk --max-time 2 "https://127.0.0.1:$kcm_port/healthz"
     # The controllers act, not just listen: the default ServiceAccount and the root CA ConfigMap.
