@@ -19,9 +19,7 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkMessage,
 };
-use rtnetlink::{
-    AddressMessageBuilder, Handle, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder,
-};
+use rtnetlink::{AddressMessageBuilder, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -117,7 +115,7 @@ impl Counters {
 /// before a stopped one are sent, the rest are not, as if they went one at a time.
 pub(crate) struct Writer<'a> {
     /// Opened with the writer, in the network namespace of the engine's thread.
-    socket: Result<Mutex<BatchSocket>, String>,
+    socket: &'a Mutex<BatchSocket>,
     counters: Arc<Counters>,
     /// `/proc/sys`, for the IPv6 values netlink cannot set.
     proc_sys: &'a Path,
@@ -132,12 +130,13 @@ struct Batch {
 }
 
 impl<'a> Writer<'a> {
-    /// `_handle` is the engine's rtnetlink connection, which only reads now: the writes
-    /// have a socket of their own that can batch them.
-    pub fn new(_handle: &'a Handle, counters: Arc<Counters>, proc_sys: &'a Path) -> Self {
-        let socket = BatchSocket::open()
-            .map(Mutex::new)
-            .map_err(|e| e.to_string());
+    /// Writes through `socket`, the engine's own (the rtnetlink connection only reads), which
+    /// sends each NIC's changes as one batch.
+    pub fn new(
+        socket: &'a Mutex<BatchSocket>,
+        counters: Arc<Counters>,
+        proc_sys: &'a Path,
+    ) -> Self {
         Self {
             socket,
             counters,
@@ -213,8 +212,8 @@ impl<'a> Writer<'a> {
                 ),
             )
         };
-        let socket = self.socket.as_ref().map_err(|e| failed(e.clone()))?;
-        let answers = socket
+        let answers = self
+            .socket
             .lock()
             .map_err(|e| failed(e.to_string()))?
             .send(requests)

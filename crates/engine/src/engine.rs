@@ -8,6 +8,7 @@ use crate::error::EngineError;
 use crate::files::{self, FileOp};
 use crate::handoff::{HostHandoff, handoff_nics};
 use crate::interrupt::Interrupt;
+use crate::netlink::BatchSocket;
 use crate::outcome::{ApplyOutcome, WriteCounts, outcomes};
 use crate::plan::{Change, FileChange, NicAction, NicPlan, Plan};
 use crate::probe::probe;
@@ -30,6 +31,9 @@ const DAEMON_SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
 /// Applies desired NIC state to the network namespace it was connected in.
 pub struct Engine {
     pub(crate) handle: Handle,
+    /// The socket the writes go through, batched per NIC; opened at connect, so it lives in
+    /// the same network namespace as `handle`.
+    writes: std::sync::Mutex<BatchSocket>,
     pub(crate) config: EngineConfig,
     pub(crate) handoff: Box<dyn HostHandoff>,
     interrupt: Interrupt,
@@ -54,8 +58,10 @@ impl Engine {
         }
         let (connection, handle, _) = rtnetlink::new_connection().map_err(EngineError::Connect)?;
         tokio::spawn(connection);
+        let writes = std::sync::Mutex::new(BatchSocket::open().map_err(EngineError::Connect)?);
         Ok(Self {
             handle,
+            writes,
             config,
             handoff,
             interrupt: Interrupt::default(),
@@ -243,7 +249,7 @@ impl Engine {
             false => Some(self.handoff.begin(&handoff_nics).await?),
         };
         let counters = Counters::new(&self.config, &self.interrupt);
-        let writer = Writer::new(&self.handle, counters.clone(), &self.config.proc_sys);
+        let writer = Writer::new(&self.writes, counters.clone(), &self.config.proc_sys);
         // Snapshot the files, then stage them (temp file, fsync) on a blocking thread while
         // the kernel changes run: the disk waits overlap the netlink work. They are renamed
         // into place only once the kernel side is verified, so a failed run never commits a
@@ -258,7 +264,7 @@ impl Engine {
         let file_task = (!plan.files.is_empty()).then(|| {
             let (root, ops, counters) = (
                 self.config.root.clone(),
-                file_ops(&plan.files),
+                FileOp::batch(&plan.files),
                 counters.clone(),
             );
             let stage = move || files::stage(&root, &ops).map(|staged| (staged, counters));
@@ -477,24 +483,4 @@ async fn commit_staged(
         reason: InterfaceReason::ApplyFailed,
         message: e.to_string(),
     })
-}
-
-/// The file batch of a plan.
-fn file_ops(changes: &[FileChange]) -> Vec<FileOp> {
-    changes
-        .iter()
-        .map(|change| match change {
-            FileChange::Write {
-                path,
-                mode,
-                contents,
-                ..
-            } => FileOp::Write {
-                path: path.clone(),
-                mode: *mode,
-                contents: contents.clone().into_bytes(),
-            },
-            FileChange::Remove { path, .. } => FileOp::Remove { path: path.clone() },
-        })
-        .collect()
 }

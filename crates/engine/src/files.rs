@@ -127,6 +127,26 @@ pub(crate) enum FileOp {
 }
 
 impl FileOp {
+    /// The file batch of a plan.
+    pub(crate) fn batch(changes: &[FileChange]) -> Vec<FileOp> {
+        changes
+            .iter()
+            .map(|change| match change {
+                FileChange::Write {
+                    path,
+                    mode,
+                    contents,
+                    ..
+                } => FileOp::Write {
+                    path: path.clone(),
+                    mode: *mode,
+                    contents: contents.clone().into_bytes(),
+                },
+                FileChange::Remove { path, .. } => FileOp::Remove { path: path.clone() },
+            })
+            .collect()
+    }
+
     fn path(&self) -> &Path {
         match self {
             Self::Write { path, .. } | Self::Remove { path } => path,
