@@ -81,7 +81,11 @@ impl NmRun {
             }
         }
         if !devices.is_empty() {
-            let timeout = u32::try_from(settings.rollback_timeout.as_secs()).unwrap_or(u32::MAX);
+            // The run may wait `settle` for each device's activation and as long again for
+            // the kernel to match: NM must not roll back on its own while the agent still works.
+            let longest_run = settings.settle_timeout * (2 * devices.len() as u32 + 1);
+            let rollback = settings.rollback_timeout.max(longest_run);
+            let timeout = u32::try_from(rollback.as_secs()).unwrap_or(u32::MAX);
             let path: OwnedObjectPath = run
                 .nm(
                     "CheckpointCreate",
