@@ -252,8 +252,8 @@ impl Engine {
         let writer = Writer::new(&self.writes, counters.clone(), &self.config.proc_sys);
         // Snapshot the files, then stage them (temp file, fsync) on a blocking thread while
         // the kernel changes run: the disk waits overlap the netlink work. They are renamed
-        // into place only once the kernel side is verified, so a failed run never commits a
-        // file; a failure on either side reverts both.
+        // into place once the kernel side is verified (with a daemon taking the NICs over,
+        // before: see below); a failure on either side reverts both.
         let mut file_snapshot = FileSnapshot::default();
         // Whether any file may have changed on disk (the commit began), so revert restores.
         let mut files_committed = false;
