@@ -133,14 +133,14 @@ async fn resolve(target: &str) -> Result<std::net::SocketAddr, AgentError> {
 }
 
 /// Where the IPv6 sysctls of managed NICs are written. A container's own `/proc/sys` is
-/// read-only, so the Job mounts the host's `/proc/sys/net` under the root (writable: CAP_NET_ADMIN
-/// is enough for the network sysctls of the namespace the agent runs in); without that mount,
-/// the agent's own `/proc/sys`.
+/// read-only, so the Job mounts the host's `/proc/sys/net/ipv6/conf` under the root (writable:
+/// CAP_NET_ADMIN is enough for network sysctls); without that mount, the agent's own
+/// `/proc/sys`.
 fn proc_sys(root: &std::path::Path) -> std::path::PathBuf {
     let under_root = root.join("proc/sys");
-    // `net/ipv6/conf` tells the mounted procfs from an empty directory standing in for it
+    // `conf/default` tells the mounted procfs from an empty directory standing in for it
     // (the simulator's kubelet makes one for every hostPath).
-    if root != std::path::Path::new("/") && under_root.join("net/ipv6/conf").is_dir() {
+    if root != std::path::Path::new("/") && under_root.join("net/ipv6/conf/default").is_dir() {
         under_root
     } else {
         std::path::PathBuf::from("/proc/sys")

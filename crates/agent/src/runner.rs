@@ -61,9 +61,13 @@ impl<'a> Runner<'a> {
         let loaded = self.load().await?;
         let checked = loaded.check(&self.config.node_name)?;
         loaded.check_instance(self.host_uuid.as_deref())?;
-        // The slots NICs hold now only place interfaces the spec gives no slot; when every
-        // one has its slot, the kernel state is not read twice.
-        let slots = if checked.valid.iter().all(|v| v.requested_slot.is_some()) {
+        // The slots NICs hold now place interfaces the spec gives no slot, and name the NICs
+        // an invalid entry may describe (kept as they are); when every entry is valid and has
+        // its slot, the kernel state is not read twice.
+        let all_placed = !checked.valid.is_empty()
+            && checked.invalid.is_empty()
+            && checked.valid.iter().all(|v| v.requested_slot.is_some());
+        let slots = if all_placed {
             HashMap::new()
         } else {
             self.node().await?.current_slots().await?

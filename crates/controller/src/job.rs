@@ -39,10 +39,11 @@ pub const PRODUCT_UUID: &str = "/sys/class/dmi/id/product_uuid";
 pub const NETWORKD_RUNTIME_DIR: &str = "/run/systemd/network";
 /// Where host paths are mounted inside the agent container.
 pub const HOST_ROOT: &str = "/host";
-/// The network sysctls, mounted writable under the root: a container's own `/proc/sys` is
-/// read-only, and the agent sets managed NICs' IPv6 `accept_ra`/`autoconf` through this one
-/// (CAP_NET_ADMIN is enough for the network sysctls of the namespace it runs in).
-pub const PROC_SYS_NET: &str = "/proc/sys/net";
+/// The per-interface IPv6 sysctls, mounted writable under the root: a container's own
+/// `/proc/sys` is read-only, and the agent sets managed NICs' `accept_ra`/`autoconf` through
+/// this (CAP_NET_ADMIN is enough for network sysctls). Only `ipv6/conf`: the rest of the
+/// host's network sysctls (forwarding, `net.core`) stay out of reach.
+pub const PROC_SYS_NET: &str = "/proc/sys/net/ipv6/conf";
 /// The agent's dry-run option, which agent Jobs never get.
 const DRY_RUN_ENV: &str = "MULTINIC_DRY_RUN";
 /// Name of the agent container.
@@ -419,9 +420,16 @@ pub fn job_facts(job: &Job) -> Option<JobFacts> {
 /// Whether the Job controller counted any Pod of the Job (active, succeeded or failed).
 fn had_pod(job: &Job) -> bool {
     job.status.as_ref().is_some_and(|s| {
-        [s.active, s.ready, s.succeeded, s.failed, s.terminating]
-            .iter()
-            .any(|n| n.unwrap_or(0) > 0)
+        // A finished Pod the Job controller is still recording is in
+        // `uncountedTerminatedPods`, with every counter at 0 for one status write.
+        let uncounted = s.uncounted_terminated_pods.as_ref().is_some_and(|u| {
+            u.succeeded.as_ref().is_some_and(|p| !p.is_empty())
+                || u.failed.as_ref().is_some_and(|p| !p.is_empty())
+        });
+        uncounted
+            || [s.active, s.ready, s.succeeded, s.failed, s.terminating]
+                .iter()
+                .any(|n| n.unwrap_or(0) > 0)
     })
 }
 

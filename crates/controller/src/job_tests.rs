@@ -196,7 +196,7 @@ fn job_is_pinned_least_privileged_and_carries_the_spec() {
         .map(|p| (p.to_string(), "DirectoryOrCreate".to_string()))
         .collect();
     expected.push((PRODUCT_UUID.into(), "File".into()));
-    expected.push(("/proc/sys/net".into(), "Directory".into()));
+    expected.push(("/proc/sys/net/ipv6/conf".into(), "Directory".into()));
     expected.push(("/run/dbus/system_bus_socket".into(), "Socket".into()));
     assert_eq!(paths, expected);
     let mounts: Vec<_> = pod.containers[0]
@@ -213,7 +213,7 @@ fn job_is_pinned_least_privileged_and_carries_the_spec() {
             "/run/multinic",
             "/run/systemd/network",
             PRODUCT_UUID,
-            "/proc/sys/net",
+            "/proc/sys/net/ipv6/conf",
         ])
         .map(|p| format!("/host{p}"))
         .collect();
@@ -403,5 +403,13 @@ fn a_started_job_without_any_pod_is_told_apart() {
     let status = job.status.as_mut().unwrap();
     status.active = None;
     status.failed = Some(1);
+    assert_eq!(job_facts(&job).unwrap().no_pod_since, None);
+    // A finished Pod still being recorded: every counter 0, the Pod in uncountedTerminatedPods.
+    let status = job.status.as_mut().unwrap();
+    status.failed = None;
+    status.uncounted_terminated_pods = Some(k8s_openapi::api::batch::v1::UncountedTerminatedPods {
+        succeeded: Some(vec!["pod-uid".into()]),
+        failed: None,
+    });
     assert_eq!(job_facts(&job).unwrap().no_pod_since, None);
 }

@@ -104,15 +104,13 @@ pub(crate) fn link_diff(link: &LinkState, state: &KernelState, target: &LinkTarg
         // the kernel then also drops routes using it as source, as after a bounce.
         // An address that failed duplicate address detection stays unusable until it is
         // removed and added again (which runs DAD again).
-        // An IPv4 address with `noprefixroute` where the spec wants the on-link route is
-        // fine when a main-table route to its network through the link is there anyway:
+        // An address with `noprefixroute` where the spec wants the on-link route is fine
+        // when a main-table route to its network through the link is there anyway:
         // NetworkManager adds every address that way and installs the route itself, and
         // re-adding the address would race it on every run.
         let flags_match = existing.is_some_and(|a| {
             a.noprefixroute == *noprefixroute
-                || (a.noprefixroute
-                    && matches!(net, IpNet::V4(_))
-                    && state.main_network_routes.contains(&(index, net.trunc())))
+                || (a.noprefixroute && state.main_network_routes.contains(&(index, net.trunc())))
         });
         if let Some(a) = existing
             && ((!flags_match && matches!(net, IpNet::V4(_))) || a.dad_failed)

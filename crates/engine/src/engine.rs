@@ -282,9 +282,10 @@ impl Engine {
             failure = self.verify_run(desired, owned, journal, &plan, None).await;
         }
         if let Some(task) = file_task {
-            files_committed = failure.is_none();
             let failed = failure.is_some();
-            if let Some(f) = commit_staged(task, failed, &self.config.root, &plan).await {
+            let (began, written) = commit_staged(task, failed, &self.config.root, &plan).await;
+            files_committed = began;
+            if let Some(f) = written {
                 failure = failure.or(Some(f));
             }
             if failure.is_none()
@@ -390,13 +391,19 @@ impl Engine {
     ) -> Option<Failure> {
         let deadline = patience.map(|p| tokio::time::Instant::now() + p);
         loop {
-            let failure = self
-                .verify(desired, owned, journal, plan)
-                .await
-                .unwrap_or_else(|e| Some(Failure::verify_read(e)));
+            let failure = match self.verify(desired, owned, journal, plan).await {
+                Ok(failure) => failure,
+                // A read error is no mismatch to wait out.
+                Err(e) => return Some(Failure::verify_read(e)),
+            };
             match (failure, deadline) {
-                (Some(f), Some(at)) if tokio::time::Instant::now() < at => {
+                // A duplicate address stays one however long the daemon takes.
+                (Some(f), Some(at))
+                    if f.reason != InterfaceReason::DuplicateAddress
+                        && tokio::time::Instant::now() < at =>
+                {
                     tracing::debug!(mismatch = f.message, "waiting for the daemon to settle");
+                    tokio::time::sleep(self.config.verify.interval).await;
                 }
                 (failure, _) => return failure,
             }
@@ -459,18 +466,21 @@ type StagingTask = tokio::task::JoinHandle<
 >;
 
 /// Waits for the staged files, then commits them (renames them into place), or, after a
-/// failure, drops them, which removes their temp files. A write error is the failure of the
-/// NIC the file belongs to.
+/// failure, drops them, which removes their temp files. Says whether the commit began (files
+/// on disk may have changed, so a revert restores them), and a write error as the failure of
+/// the NIC the file belongs to.
 async fn commit_staged(
     task: StagingTask,
     failed: bool,
     root: &std::path::Path,
     plan: &Plan,
-) -> Option<Failure> {
+) -> (bool, Option<Failure>) {
     let joined = |e: tokio::task::JoinError| (0, EngineError::io(root, std::io::Error::other(e)));
+    let mut began = false;
     let written = match task.await.map_err(joined).and_then(|staged| staged) {
         Ok(_) if failed => Ok(()),
         Ok((staged, counters)) => {
+            began = true;
             tokio::task::spawn_blocking(move || staged.commit(|| counters.count_file()))
                 .await
                 .map_err(joined)
@@ -478,9 +488,10 @@ async fn commit_staged(
         }
         Err(e) => Err(e),
     };
-    written.err().map(|(i, e)| Failure {
+    let failure = written.err().map(|(i, e)| Failure {
         nic: plan.files[i].owner().map(|o| o.name.clone()),
         reason: InterfaceReason::ApplyFailed,
         message: e.to_string(),
-    })
+    });
+    (began, failure)
 }

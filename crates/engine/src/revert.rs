@@ -132,12 +132,16 @@ impl Engine {
                 None => FileOp::Remove { path: path.clone() },
             })
             .collect();
-        if !ops.is_empty() {
-            let counters = writer.counters();
-            files::stage(&self.config.root, &ops)
-                .and_then(|staged| staged.commit(|| counters.count_file()))
-                .map_err(|(_, e)| e)?;
-        }
-        kernel.and(handoff)
+        let files = match ops.is_empty() {
+            true => Ok(()),
+            false => {
+                let counters = writer.counters();
+                files::stage(&self.config.root, &ops)
+                    .and_then(|staged| staged.commit(|| counters.count_file()))
+                    .map_err(|(_, e)| e)
+            }
+        };
+        // The kernel's error first: the caller keeps the run journal only for it.
+        kernel.and(handoff).and(files)
     }
 }

@@ -123,7 +123,8 @@ pub struct KernelState {
     pub rules: Vec<RuleEntry>,
     /// ifindexes of links that carry a default route of the main table.
     pub default_route_links: BTreeSet<u32>,
-    /// (ifindex, network) of the main table's IPv4 routes to a network through one link: the
+    /// (ifindex, network) of the main table's routes to a network through one link (IPv6
+    /// link-local ones left out: every link has them): the
     /// on-link route an address makes, whether the kernel or a daemon (NetworkManager adds
     /// addresses with `noprefixroute` and the route itself) installed it.
     pub main_network_routes: BTreeSet<(u32, IpNet)>,
@@ -166,7 +167,7 @@ impl KernelState {
                 if route.table == MAIN_TABLE && route.destination.prefix_len() == 0 {
                     default_route_links.extend(route_oifs(&msg));
                 } else if route.table == MAIN_TABLE
-                    && !v6
+                    && !is_link_local(&route.destination)
                     && let Some(oif) = route.oif
                 {
                     main_network_routes.insert((oif, route.destination));
@@ -395,4 +396,9 @@ fn parse_rule(msg: &RuleMessage) -> RuleEntry {
         }
     }
     entry
+}
+
+/// `fe80::/10`: the link-local network every IPv6 link routes.
+fn is_link_local(net: &IpNet) -> bool {
+    matches!(net, IpNet::V6(v6) if (v6.addr().segments()[0] & 0xffc0) == 0xfe80)
 }

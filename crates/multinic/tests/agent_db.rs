@@ -309,6 +309,23 @@ fn a_row_that_turns_invalid_leaves_its_nic_as_configured() {
     );
     assert_eq!(ns.mtu("multinic1"), 1400);
     assert_eq!(files(&root), configured_files);
+    // Every row unreadable: still nothing is taken down.
+    db.sql("UPDATE multinic_test.multi_interface SET macaddress = 'garbage'");
+    let none_readable = db_agent(&ns, &db, &root, Credentials::Env(PASSWORD));
+    assert_eq!(none_readable.code, 2, "{}", none_readable.stderr);
+    assert_eq!(
+        (ns.addresses("multinic0"), ns.addresses("multinic1")),
+        (
+            vec!["192.0.2.41/24".to_string()],
+            vec!["192.0.2.42/24".to_string()]
+        ),
+        "{}",
+        none_readable.report_text
+    );
+    assert_eq!(files(&root), configured_files);
+    db.sql(
+        "UPDATE multinic_test.multi_interface SET macaddress = 'fa:16:3e:00:04:01' WHERE id = 41",
+    );
     db.sql(
         "UPDATE multinic_test.multi_interface SET macaddress = 'fa:16:3e:00:04:02' WHERE id = 42",
     );

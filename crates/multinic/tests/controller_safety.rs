@@ -356,8 +356,8 @@ async fn a_bad_push_of_changes_stops_within_the_budget_not_the_job_cap() {
     }
     // The Jobs running for changes count against the budget: three start, not fifty.
     assert!(
-        ran.len() <= 3,
-        "{} changed resources ran a Job: {ran:?}",
+        (1..=3).contains(&ran.len()),
+        "{} changed resources ran a Job (the budget lets up to three through): {ran:?}",
         ran.len()
     );
     assert_eq!(paused + ran.len(), NODES);

@@ -249,10 +249,10 @@ fn agent_in_a_job_like_container(podman: &Podman) {
         "--read-only",
         "--volume",
         &host,
-        // The host's network sysctls, writable, as the Job mounts them: the container's own
-        // /proc/sys is read-only, and managed NICs get IPv6 accept_ra=0/autoconf=0 at once.
+        // The per-interface IPv6 sysctls, writable, as the Job mounts them: the container's
+        // own /proc/sys is read-only, and managed NICs get accept_ra=0/autoconf=0 at once.
         "--volume",
-        "/proc/sys/net:/host/proc/sys/net",
+        "/proc/sys/net/ipv6/conf:/host/proc/sys/net/ipv6/conf",
         "--volume",
         &log,
     ];

@@ -152,15 +152,17 @@ pub(crate) fn network_unit(nic: &DesiredNic) -> String {
         nic.address
     );
     if let Some(routing) = &nic.routing {
-        // PreferredSource= is what netplan makes of a route's `from:`; the engine's route
-        // carries the NIC's address as its source, and networkd would replace it without.
+        // PreferredSource= is what netplan makes of a route's `from:`; the engine's IPv4
+        // route carries the NIC's address as its source, and networkd would replace it
+        // without. IPv6 routes get none (a source still in DAD is refused).
+        let source = match nic.address.addr() {
+            std::net::IpAddr::V4(ip) => format!("\nPreferredSource={ip}"),
+            std::net::IpAddr::V6(_) => String::new(),
+        };
         let _ = writeln!(
             out,
-            "\n[Route]\nDestination={}\nScope=link\nPreferredSource={}\nMetric={}\nTable={}",
-            nic.network,
-            nic.address.addr(),
-            routing.metric,
-            routing.table
+            "\n[Route]\nDestination={}\nScope=link{source}\nMetric={}\nTable={}",
+            nic.network, routing.metric, routing.table
         );
         let _ = writeln!(
             out,
