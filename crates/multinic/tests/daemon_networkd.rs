@@ -7,15 +7,12 @@ mod daemons;
 
 use agent_support::wait_for;
 use daemons::{Daemon, Host, SETTLE, spec};
-use std::time::Duration;
 
 const MAC0: &str = "fa:16:3e:00:0d:01";
 const MAC1: &str = "fa:16:3e:00:0d:02";
 const UNIT0: &str = "/run/systemd/network/10-netplan-multinic0.network";
 const UNIT1: &str = "/run/systemd/network/10-netplan-multinic1.network";
 const YAML0: &str = "/etc/netplan/90-multinic0.yaml";
-/// How long an address must stay put after a run, a reload or a restart.
-const STAY: Duration = Duration::from_secs(3);
 
 /// networkd running, NICs attached and seen by it (unmanaged: no unit matches them yet).
 fn networkd_host(nics: &[(&str, &str)]) -> Host {
@@ -70,14 +67,10 @@ fn fresh_apply_is_configured_by_networkd_and_survives_reload_restart_and_a_chang
     assert!(!unit.contains("PermanentMACAddress"), "{unit}");
     assert!(unit.contains("Address=192.0.2.10/24"), "{unit}");
 
-    assert!(host.addresses_stay("multinic0", &["192.0.2.10/24"], STAY));
+    host.assert_addresses_stay("multinic0", &["192.0.2.10/24"], "after the run");
     host.networkd_reload();
     assert!(configured(&host, "multinic0"));
-    assert!(
-        host.addresses_stay("multinic0", &["192.0.2.10/24"], STAY),
-        "after a Reload: {:?}",
-        host.ns.addresses("multinic0")
-    );
+    host.assert_addresses_stay("multinic0", &["192.0.2.10/24"], "after a Reload");
     host.stop_daemon();
     host.start_daemon();
     assert!(
@@ -85,11 +78,7 @@ fn fresh_apply_is_configured_by_networkd_and_survives_reload_restart_and_a_chang
         "{}",
         host.log("networkd.log")
     );
-    assert!(
-        host.addresses_stay("multinic0", &["192.0.2.10/24"], STAY),
-        "after a restart: {:?}",
-        host.ns.addresses("multinic0")
-    );
+    host.assert_addresses_stay("multinic0", &["192.0.2.10/24"], "after a restart");
 
     let run = host.apply(
         "ubuntu",
@@ -101,11 +90,7 @@ fn fresh_apply_is_configured_by_networkd_and_survives_reload_restart_and_a_chang
     let (unit, _) = host.file(UNIT0).expect("runtime unit");
     assert!(unit.contains("Address=192.0.2.20/24"), "{unit}");
     host.networkd_reload();
-    assert!(
-        host.addresses_stay("multinic0", &["192.0.2.20/24"], STAY),
-        "{:?}",
-        host.ns.addresses("multinic0")
-    );
+    host.assert_addresses_stay("multinic0", &["192.0.2.20/24"], "after the IP change");
 }
 
 #[test]
@@ -157,7 +142,7 @@ fn a_removed_nic_and_cleanup_remove_the_units() {
         .is_some()
     );
     host.networkd_reload();
-    assert!(host.addresses_stay("multinic0", &[], STAY));
+    host.assert_addresses_stay("multinic0", &[], "after cleanup and a Reload");
 }
 
 #[test]
@@ -182,11 +167,7 @@ fn a_failed_probe_puts_the_units_back() {
     assert_eq!(host.file(UNIT0), Some(before));
     assert!(configured(&host, "multinic0"));
     host.networkd_reload();
-    assert!(
-        host.addresses_stay("multinic0", &["192.0.2.10/24"], STAY),
-        "{:?}",
-        host.ns.addresses("multinic0")
-    );
+    host.assert_addresses_stay("multinic0", &["192.0.2.10/24"], "after the rollback");
 }
 
 #[test]

@@ -17,6 +17,9 @@ use std::time::Duration;
 
 /// How long a daemon may take to appear on the bus or settle (it takes ~0.2 s here).
 pub const SETTLE: Duration = Duration::from_secs(15);
+/// How long an address must stay put after a run, a restart or a reload: a daemon that fights
+/// the agent changes it well within this.
+pub const STAY: Duration = Duration::from_secs(3);
 
 /// Which daemon the host runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -429,10 +432,16 @@ impl Host {
         Some((text, mode))
     }
 
-    /// Whether `dev` holds exactly `addresses` (IPv4), for `limit`, checked every 50 ms: a
-    /// check that the daemon does not take them away a moment later.
-    pub fn addresses_stay(&self, dev: &str, addresses: &[&str], limit: Duration) -> bool {
-        wait_for(limit, || self.ns.addresses(dev) != addresses).is_none()
+    /// Asserts that `dev` holds exactly `addresses` (IPv4) for [`STAY`], checked every 50 ms:
+    /// the daemon does not take them away a moment later. `when` names the moment in the
+    /// failure message.
+    pub fn assert_addresses_stay(&self, dev: &str, addresses: &[&str], when: &str) {
+        let changed = wait_for(STAY, || self.ns.addresses(dev) != addresses);
+        assert!(
+            changed.is_none(),
+            "{when}: {dev} holds {:?}, not {addresses:?} for {STAY:?}",
+            self.ns.addresses(dev)
+        );
     }
 }
 
