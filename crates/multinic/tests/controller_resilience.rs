@@ -18,9 +18,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 fn in_progress(o: &multinic_api::MultiNicNodeConfig) -> bool {
-    let s = o.status.as_ref();
-    s.and_then(|s| s.state) == Some(NodeConfigState::InProgress)
-        && s.and_then(|s| s.observed_generation) == o.metadata.generation
+    controller_support::in_state_now(o, NodeConfigState::InProgress)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -114,28 +114,13 @@ impl Cluster {
 
     /// Waits until `name` is Configured at its current generation.
     pub async fn wait_configured(&self, name: &str) -> MultiNicNodeConfig {
-        self.wait_for(name, Duration::from_secs(60), |o| {
-            let s = o.status.as_ref();
-            s.and_then(|s| s.state) == Some(NodeConfigState::Configured)
-                && s.and_then(|s| s.observed_generation) == o.metadata.generation
-        })
-        .await
+        self.wait_for(name, Duration::from_secs(60), configured_now)
+            .await
     }
 
     /// Waits until `name` is gone.
     pub async fn wait_gone(&self, name: &str) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while tokio::time::Instant::now() < deadline {
-            if self.configs().get_opt(name).await.unwrap().is_none() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let left = self.configs().get_opt(name).await.unwrap();
-        panic!(
-            "{name} was not deleted: {:?}",
-            left.map(|o| (o.metadata.finalizers, o.status))
-        );
+        wait_config_gone(&self.configs(), name, Duration::from_secs(60)).await;
     }
 
     pub async fn delete(&self, name: &str) {
@@ -383,6 +368,41 @@ pub async fn event_reasons(cluster: &Cluster, name: &str) -> Vec<(String, String
         .into_iter()
         .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
         .collect()
+}
+
+/// Whether the resource's status is `state` for its current generation.
+pub fn in_state_now(obj: &MultiNicNodeConfig, state: NodeConfigState) -> bool {
+    let status = obj.status.as_ref();
+    status.and_then(|s| s.state) == Some(state)
+        && status.and_then(|s| s.observed_generation) == obj.metadata.generation
+}
+
+/// Whether the resource is Configured at its current generation.
+pub fn configured_now(obj: &MultiNicNodeConfig) -> bool {
+    in_state_now(obj, NodeConfigState::Configured)
+}
+
+/// Polls until the resource `name` is gone through `api` (its finalizer released; every
+/// 100 ms, until `timeout`); panics with its finalizers and status. Shared by the simulated
+/// and the real control-plane clusters.
+pub async fn wait_config_gone(api: &Api<MultiNicNodeConfig>, name: &str, timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if api
+            .get_opt(name)
+            .await
+            .expect("reading the resource")
+            .is_none()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let left = api.get_opt(name).await.expect("reading the resource");
+    panic!(
+        "{name} was not deleted: {:?}",
+        left.map(|o| (o.metadata.finalizers, o.status))
+    );
 }
 
 /// Polls the resource `name` through `api` until it satisfies `pred` (every 100 ms, until

@@ -11,7 +11,7 @@ use crate::controller_support::{self, NS};
 use crate::realcp_support::RealControlPlane;
 use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use multinic_api::{MultiNicNodeConfig, MultiNicNodeConfigSpec, NodeConfigState};
+use multinic_api::{MultiNicNodeConfig, MultiNicNodeConfigSpec};
 use multinic_sim::{Kubelet, KubeletConfig, NodeSpec, RunnerChoice};
 use serde_json::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -161,31 +161,14 @@ impl RealCluster {
 
     /// Waits until `name` is Configured at its current generation.
     pub async fn wait_configured(&self, name: &str) -> MultiNicNodeConfig {
-        self.wait_for(name, |o| {
-            let s = o.status.as_ref();
-            s.and_then(|s| s.state) == Some(NodeConfigState::Configured)
-                && s.and_then(|s| s.observed_generation) == o.metadata.generation
-        })
-        .await
+        self.wait_for(name, controller_support::configured_now)
+            .await
     }
 
     /// Waits until `name` is gone (its finalizer released).
     pub async fn wait_until_gone(&self, name: &str) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-        while tokio::time::Instant::now() < deadline {
-            if self
-                .configs()
-                .get_opt(name)
-                .await
-                .expect("reading")
-                .is_none()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        let left = self.configs().get_opt(name).await.expect("reading");
-        panic!("{name} was not deleted: {:?}", left.map(|o| o.status));
+        let timeout = Duration::from_secs(90);
+        controller_support::wait_config_gone(&self.configs(), name, timeout).await;
     }
 
     /// `ip -n <netns> -o addr show` of the node.
