@@ -3,22 +3,14 @@
 //! OpenAPI schema too where the header says the schema can express the rule; every example
 //! must pass both.
 
+mod corpus_files;
+use corpus_files::{header, yaml_files};
 use multinic_api::{MultiNicNodeConfig, check_spec, resource_from, validate_spec};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn yaml_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    files.sort();
-    files
 }
 
 /// The CRD's structural schema, as the API server would enforce it.
@@ -36,14 +28,6 @@ fn json_pointer(path: &str) -> String {
         .replace(']', "")
         .split('.')
         .fold(String::new(), |acc, part| acc + "/" + part)
-}
-
-fn header(text: &str, key: &str) -> String {
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("# {key}: ")))
-        .unwrap_or_else(|| panic!("missing `# {key}:` header"))
-        .trim()
-        .to_owned()
 }
 
 #[test]

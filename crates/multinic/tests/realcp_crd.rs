@@ -3,34 +3,17 @@
 //! the real validator: files marked `schema: rejects` are refused naming their field, all other
 //! files and the examples pass the schema (server-side dry-run create).
 
+#[path = "../../api/tests/corpus_files/mod.rs"]
+mod corpus_files;
+use corpus_files::{header, yaml_files};
 mod realcp_support;
 
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use realcp_support::{RealControlPlane, workspace};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const NAMESPACE: &str = "multinic-system";
-
-fn yaml_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    files.sort();
-    files
-}
-
-/// `# key: value` header of a corpus file (format of crates/api/tests/corpus.rs).
-fn header(text: &str, key: &str) -> String {
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("# {key}: ")))
-        .unwrap_or_else(|| panic!("missing `# {key}:` header"))
-        .trim()
-        .to_owned()
-}
 
 fn mnnc_api(client: kube::Client) -> Api<DynamicObject> {
     let gvk = GroupVersionKind::gvk("multinic.io", "v1alpha1", "MultiNicNodeConfig");
