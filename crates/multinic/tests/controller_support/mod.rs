@@ -132,26 +132,12 @@ impl Cluster {
 
     /// `ip -n <netns> -o addr show` of the node (its IPv4/IPv6 addresses per NIC).
     pub fn addresses(&self, node: &str) -> String {
-        let ns = self.sim.node_netns(node).expect("node has a netns");
-        let out = std::process::Command::new("ip")
-            .args(["-n", &ns, "-o", "addr", "show"])
-            .output()
-            .expect("running ip");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        netns_addresses(&self.sim.node_netns(node).expect("node has a netns"))
     }
 
     /// Files under the node's root directory `dir` (e.g. `etc/netplan`), sorted.
     pub fn files(&self, node: &str, dir: &str) -> Vec<String> {
-        let path = self.sim.node_root(node).join(dir);
-        let mut names: Vec<String> = std::fs::read_dir(&path)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        names
+        file_names(&self.sim.node_root(node).join(dir))
     }
 
     /// Requests the simulator served for `verb` on `resource` (e.g. "create", "jobs").
@@ -368,6 +354,28 @@ pub async fn event_reasons(cluster: &Cluster, name: &str) -> Vec<(String, String
         .into_iter()
         .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
         .collect()
+}
+
+/// `ip -n <ns> -o addr show`: the addresses of every link of a node's namespace.
+pub fn netns_addresses(ns: &str) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["-n", ns, "-o", "addr", "show"])
+        .output()
+        .expect("running ip");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The names of the files in `dir`, sorted (none when it does not exist).
+pub fn file_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
 }
 
 /// Whether the resource's status is `state` for its current generation.

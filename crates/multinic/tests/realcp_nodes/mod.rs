@@ -173,25 +173,12 @@ impl RealCluster {
 
     /// `ip -n <netns> -o addr show` of the node.
     pub fn addresses(&self, node: &str) -> String {
-        let ns = self.kubelet.netns_of(node).expect("node has a netns");
-        let out = std::process::Command::new("ip")
-            .args(["-n", &ns, "-o", "addr", "show"])
-            .output()
-            .expect("running ip");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        controller_support::netns_addresses(&self.kubelet.netns_of(node).expect("node has a netns"))
     }
 
     /// Files under the node root's `dir`, sorted.
     pub fn files(&self, node: &str, dir: &str) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.kubelet.node_root(node).join(dir))
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        names
+        controller_support::file_names(&self.kubelet.node_root(node).join(dir))
     }
 
     /// Stops the nodes' processes and namespaces before the control plane goes.
