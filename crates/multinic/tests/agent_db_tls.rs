@@ -6,8 +6,8 @@
 
 mod agent_support;
 
-use agent_support::{AgentRun, MariaDb, Netns, TempDir, legacy_tables, run_agent, sh};
-use std::path::{Path, PathBuf};
+use agent_support::pki::make_pki;
+use agent_support::{AgentRun, MariaDb, Netns, TempDir, legacy_tables, run_agent};
 
 const PASSWORD: &str = "Tls-pw-5531";
 
@@ -18,52 +18,6 @@ INSERT INTO multi_interface VALUES
 CREATE USER 'agent'@'127.0.0.1' IDENTIFIED BY 'Tls-pw-5531' REQUIRE SSL;
 GRANT SELECT, UPDATE ON multinic_tls.* TO 'agent'@'127.0.0.1';
 ";
-
-/// A CA (`<name>-ca.pem`) and, signed by it, a server certificate and key for 127.0.0.1.
-struct Pki {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-/// Runs openssl with whitespace-separated arguments (the temp paths have no spaces).
-fn openssl(args: &str) {
-    let args: Vec<&str> = args.split_whitespace().collect();
-    sh("openssl", &args);
-}
-
-fn make_pki(dir: &Path, name: &str) -> Pki {
-    let p = |file: &str| dir.join(format!("{name}-{file}"));
-    let (ca, ca_key) = (p("ca.pem"), p("ca.key"));
-    let (cert, key, csr, ext) = (p("server.pem"), p("server.key"), p("csr"), p("ext.cnf"));
-    openssl(&format!(
-        "req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN={name}-test-ca \
-         -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
-         -keyout {} -out {}",
-        ca_key.display(),
-        ca.display()
-    ));
-    openssl(&format!(
-        "req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout {} -out {}",
-        key.display(),
-        csr.display()
-    ));
-    std::fs::write(
-        &ext,
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-         keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(&format!(
-        "x509 -req -days 2 -in {} -CA {} -CAkey {} -CAcreateserial -extfile {} -out {}",
-        csr.display(),
-        ca.display(),
-        ca_key.display(),
-        ext.display(),
-        cert.display()
-    ));
-    Pki { ca, cert, key }
-}
 
 fn tls_agent(ns: &Netns, db: &MariaDb, root: &TempDir, extra_env: &[(&str, &str)]) -> AgentRun {
     let port = db.port.to_string();

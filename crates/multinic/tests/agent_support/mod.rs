@@ -1,8 +1,12 @@
 //! Shared fixtures of the agent end-to-end tests: a throwaway network namespace with veth
-//! NICs, the built `multinic` binary run inside it, and a throwaway MariaDB server.
-//! Everything is removed on Drop, also when a test fails.
+//! NICs, the built `multinic` binary run inside it, and a throwaway MariaDB server; a test PKI
+//! ([`pki`]) and a throwaway Oracle MySQL server ([`mysql`]). Everything is removed on Drop,
+//! also when a test fails.
 
 #![allow(dead_code)] // each test file uses a different part
+
+pub mod mysql;
+pub mod pki;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -33,8 +37,13 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> Self {
+        Self::new_in(&std::env::temp_dir(), tag)
+    }
+
+    /// As [`TempDir::new`], below `parent` (e.g. a chroot's `/tmp`).
+    pub fn new_in(parent: &Path, tag: &str) -> Self {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("mnag-{tag}-{}-{n}", std::process::id()));
+        let path = parent.join(format!("mnag-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).expect("creating a temp dir");
         Self(path)
@@ -215,6 +224,29 @@ pub fn run_agent(ns: &Netns, root: &Path, args: &[&str], env: &[(&str, &str)]) -
     }
 }
 
+/// Stdout of a finished command, or its stderr (or why it did not run) when it failed.
+pub fn stdout_or_stderr(out: std::io::Result<Output>) -> Result<String, String> {
+    let out = out.map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Server options both database fixtures use: loopback only, no DNS, small and no binlog.
+pub const SMALL_LOOPBACK_SERVER: [&str; 4] = [
+    "--bind-address=127.0.0.1",
+    "--skip-name-resolve",
+    "--innodb-buffer-pool-size=16M",
+    "--skip-log-bin",
+];
+
+/// A database server's stderr, to `server.log` in its scratch dir.
+pub fn server_log(dir: &Path) -> Stdio {
+    Stdio::from(std::fs::File::create(dir.join("server.log")).expect("creating server.log"))
+}
+
 /// A free TCP port on loopback (of the host; namespaces have their own, equally free).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -304,18 +336,11 @@ impl MariaDb {
             .arg(format!("--tmpdir={}", tmp.display()))
             .arg(format!("--port={port}"))
             .arg(format!("--pid-file={}", dir.path().join("pid").display()))
-            .args([
-                "--bind-address=127.0.0.1",
-                "--user=root",
-                "--skip-name-resolve",
-                "--innodb-buffer-pool-size=16M",
-                "--skip-log-bin",
-            ])
+            .arg("--user=root")
+            .args(SMALL_LOOPBACK_SERVER)
             .args(options)
             .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path().join("server.log")).unwrap(),
-            ))
+            .stderr(server_log(dir.path()))
             .spawn()
             .expect("mariadbd is missing: apt-get install mariadb-server");
         let db = Self {
@@ -334,17 +359,13 @@ impl MariaDb {
     }
 
     fn try_sql(&self, sql: &str) -> Result<String, String> {
-        let out = Command::new("mariadb")
-            .arg("--no-defaults")
-            .arg(format!("--socket={}", self.socket.display()))
-            .args(["-uroot", "--batch", "--skip-column-names", "-e", sql])
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        stdout_or_stderr(
+            Command::new("mariadb")
+                .arg("--no-defaults")
+                .arg(format!("--socket={}", self.socket.display()))
+                .args(["-uroot", "--batch", "--skip-column-names", "-e", sql])
+                .output(),
+        )
     }
 
     /// Runs SQL as root over the socket; panics on failure.
