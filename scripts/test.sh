@@ -18,6 +18,11 @@ MULTINIC_K8S_BIN_DIR=$(./scripts/k8s-bins.sh | tail -n 1)
 # The realcp_* tests run against these binaries and fail, rather than skip, without them.
 export MULTINIC_K8S_BIN_DIR MULTINIC_REQUIRE_REAL_CP=1
 
+log "Oracle MySQL 9.7 from Debian sid for the caching_sha2_password test (scripts/mysql-sid.sh, cached)"
+MULTINIC_MYSQL_ROOT=$(./scripts/mysql-sid.sh | tail -n 1)
+# agent_db_mysql fails, rather than skips, without it.
+export MULTINIC_MYSQL_ROOT
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
