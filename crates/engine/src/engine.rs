@@ -5,6 +5,7 @@ use crate::apply::{Counters, Writer};
 use crate::config::{EngineConfig, RESERVED_TABLES};
 use crate::diff::{current_slots, plan_runtime};
 use crate::error::EngineError;
+use crate::file_batch::FileBatch;
 use crate::files::{self, FileOp};
 use crate::handoff::{HostHandoff, handoff_nics};
 use crate::interrupt::Interrupt;
@@ -241,52 +242,66 @@ impl Engine {
         if plan.kernel_changes() > 0 {
             recover::begin(&self.config.root, journal, &plan)?;
         }
+        let counters = Counters::new(&self.config, &self.interrupt);
+        let writer = Writer::new(&self.writes, counters.clone(), &self.config.proc_sys);
+        // Snapshot the files, then write them on a thread of their own while the hand-off
+        // begins and the kernel changes run, so the disk waits overlap that work: staged
+        // (temp file, flush) at once, committed once the hand-off began, unless the kernel
+        // side failed first. A failure on either side reverts both, the files from this
+        // snapshot.
+        let mut file_snapshot = FileSnapshot::default();
+        for change in &plan.files {
+            let before = files::read(&self.config.root, change.path())?;
+            file_snapshot.entries.push((change.path().clone(), before));
+        }
+        let mut file_batch = (!plan.files.is_empty()).then(|| {
+            let ops = FileOp::batch(&plan.files);
+            FileBatch::stage(self.config.root.clone(), ops, counters.clone())
+        });
         // Host hand-off (owned by the hand-off module): begin before anything changes, so a
         // NetworkManager checkpoint covers the whole run; an error here changed nothing.
         let handoff_nics = handoff_nics(&plan.files, desired);
         let handoff_note = match handoff_nics.is_empty() {
             true => None,
-            false => Some(self.handoff.begin(&handoff_nics).await?),
+            false => match self.handoff.begin(&handoff_nics).await {
+                Ok(note) => Some(note),
+                Err(e) => {
+                    // Never allowed, the batch only drops its temp files; the hand-off's
+                    // error is the run's.
+                    if let Some(batch) = file_batch {
+                        let _ = batch.finish(&self.config.root).await;
+                    }
+                    return Err(e.into());
+                }
+            },
         };
-        let counters = Counters::new(&self.config, &self.interrupt);
-        let writer = Writer::new(&self.writes, counters.clone(), &self.config.proc_sys);
-        // Snapshot the files, then stage them (temp file, fsync) on a blocking thread while
-        // the kernel changes run: the disk waits overlap the netlink work. They are renamed
-        // into place once the kernel side is verified (with a daemon taking the NICs over,
-        // before: see below); a failure on either side reverts both.
-        let mut file_snapshot = FileSnapshot::default();
-        // Whether any file may have changed on disk (the commit began), so revert restores.
-        let mut files_committed = false;
-        for change in &plan.files {
-            let before = files::read(&self.config.root, change.path())?;
-            file_snapshot.entries.push((change.path().clone(), before));
+        if let Some(batch) = &mut file_batch {
+            batch.allow_commit();
         }
-        let file_task = (!plan.files.is_empty()).then(|| {
-            let (root, ops, counters) = (
-                self.config.root.clone(),
-                FileOp::batch(&plan.files),
-                counters.clone(),
-            );
-            let stage = move || files::stage(&root, &ops).map(|staged| (staged, counters));
-            tokio::task::spawn_blocking(stage)
-        });
         // A daemon taking the NICs over (NetworkManager activating a profile, networkd
         // reconfiguring a link) rewrites what the kernel holds, and may briefly flush what
         // the engine set while it notices the renamed links: with one, the kernel is verified
-        // after the daemon settled on multinic's files, which must be on disk before it can
-        // read them (a failed verify then restores the files). Without one, verify comes
-        // first and a failed run never commits a file.
+        // after the daemon settled on multinic's files. Without one, verify runs while the
+        // files are committed.
         let daemon = handoff_note.is_some() && self.handoff.daemon_takes_over();
         let mut failure = self.apply_kernel(&writer, &plan).await;
         if failure.is_none() && plan.kernel_changes() > 0 && !daemon {
             failure = self.verify_run(desired, owned, journal, &plan, None).await;
         }
-        if let Some(task) = file_task {
-            let failed = failure.is_some();
-            let (began, written) = commit_staged(task, failed, &self.config.root, &plan).await;
+        // Whether any file may have changed on disk (the commit began), so revert restores.
+        let mut files_committed = false;
+        if let Some(batch) = file_batch {
+            if failure.is_some() {
+                batch.stop();
+            }
+            let (began, written) = batch.finish(&self.config.root).await;
             files_committed = began;
-            if let Some(f) = written {
-                failure = failure.or(Some(f));
+            if let Err((i, e)) = written {
+                failure = failure.or(Some(Failure {
+                    nic: plan.files[i].owner().map(|o| o.name.clone()),
+                    reason: InterfaceReason::ApplyFailed,
+                    message: e.to_string(),
+                }));
             }
             if failure.is_none()
                 && let Err(e) = self.handoff.reload(&handoff_nics).await
@@ -458,40 +473,4 @@ impl Engine {
 fn owner_slot(change: &FileChange) -> Result<u8, String> {
     let owner = change.owner().ok_or("no owner")?;
     multinic_api::parse_slot_name(&owner.name)
-}
-
-/// Staging of a run's files: the temp files written and synced, with the run's counters.
-type StagingTask = tokio::task::JoinHandle<
-    Result<(files::Staged, std::sync::Arc<Counters>), (usize, EngineError)>,
->;
-
-/// Waits for the staged files, then commits them (renames them into place), or, after a
-/// failure, drops them, which removes their temp files. Says whether the commit began (files
-/// on disk may have changed, so a revert restores them), and a write error as the failure of
-/// the NIC the file belongs to.
-async fn commit_staged(
-    task: StagingTask,
-    failed: bool,
-    root: &std::path::Path,
-    plan: &Plan,
-) -> (bool, Option<Failure>) {
-    let joined = |e: tokio::task::JoinError| (0, EngineError::io(root, std::io::Error::other(e)));
-    let mut began = false;
-    let written = match task.await.map_err(joined).and_then(|staged| staged) {
-        Ok(_) if failed => Ok(()),
-        Ok((staged, counters)) => {
-            began = true;
-            tokio::task::spawn_blocking(move || staged.commit(|| counters.count_file()))
-                .await
-                .map_err(joined)
-                .and_then(|r| r)
-        }
-        Err(e) => Err(e),
-    };
-    let failure = written.err().map(|(i, e)| Failure {
-        nic: plan.files[i].owner().map(|o| o.name.clone()),
-        reason: InterfaceReason::ApplyFailed,
-        message: e.to_string(),
-    });
-    (began, failure)
 }

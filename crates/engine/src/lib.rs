@@ -34,6 +34,7 @@ pub mod config;
 mod diff;
 mod engine;
 pub mod error;
+mod file_batch;
 mod files;
 mod guard;
 pub mod handoff;
