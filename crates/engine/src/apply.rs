@@ -110,7 +110,8 @@ impl Counters {
 ///
 /// The changes of one call go to the kernel as one batch (see `netlink.rs`), split only
 /// where a change must see the ones before it done: an IPv6 sysctl write goes through
-/// `/proc/sys` under the NIC's new name. Each write is counted (and may be stopped by the
+/// `/proc/sys` by the NIC's name (the planner puts it first, before the link edits, so a
+/// fresh NIC's changes are one batch). Each write is counted (and may be stopped by the
 /// interrupt or the test-only fault hook) before the batch holding it is sent; the changes
 /// before a stopped one are sent, the rest are not, as if they went one at a time.
 pub(crate) struct Writer<'a> {

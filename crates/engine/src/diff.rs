@@ -45,6 +45,20 @@ pub(crate) fn link_diff(link: &LinkState, state: &KernelState, target: &LinkTarg
     let index = link.index;
     let mut diff = LinkDiff::default();
     let rename = link.name != target.name;
+    if let Some(values) = target
+        .ipv6
+        .filter(|v| link.ipv6.is_some() && link.ipv6 != Some(*v))
+    {
+        // First, under the link's current name (a rename keeps the values): before the link
+        // comes up, so no router advertisement is taken in between, and out of the way of
+        // the link edits, which then go to the kernel as one message.
+        diff.edits.push(Change::Ipv6Conf {
+            index,
+            name: link.name.clone(),
+            from: link.ipv6,
+            to: values,
+        });
+    }
     if rename && link.up {
         diff.edits.push(Change::LinkDown { index });
         diff.bounced = true;
@@ -67,18 +81,6 @@ pub(crate) fn link_diff(link: &LinkState, state: &KernelState, target: &LinkTarg
         diff.edits.push(Change::Sysctls {
             index,
             from: link.sysctls,
-            to: values,
-        });
-    }
-    if let Some(values) = target
-        .ipv6
-        .filter(|v| link.ipv6.is_some() && link.ipv6 != Some(*v))
-    {
-        // Before the link comes up, so no router advertisement is taken in between.
-        diff.edits.push(Change::Ipv6Conf {
-            index,
-            name: target.name.clone(),
-            from: link.ipv6,
             to: values,
         });
     }

@@ -63,7 +63,8 @@ pub enum Change {
     Ipv6Conf {
         /// ifindex.
         index: u32,
-        /// The link's name when the change runs (after any rename before it).
+        /// The link's name when the change runs: it runs before the link's rename (the
+        /// values move with the link).
         name: String,
         /// Current values, when known.
         from: Option<Ipv6Conf>,
