@@ -248,6 +248,9 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             }
         }
     });
+    // The run is over and its report written: do not wait for idle blocking-pool threads
+    // (the file thread) to be woken and joined before the process exits.
+    runtime.shutdown_background();
     Ok(ExitCode::from(code))
 }
 
