@@ -7,8 +7,10 @@
 # target/image/cargo): other flags than a debug build, and a test may call this script while
 # `cargo test` holds the lock of the usual target directory.
 #
-# 1. the multinic binary, statically linked (glibc, +crt-static) and without the developer
-#    commands (--no-default-features: no simulator, `sim`, `demo` or `bench`);
+# 1. the multinic binary, statically linked (glibc, +crt-static), not position-independent
+#    (relocation-model=static: no start-up relocations, see docs/benchmarks.md "The binary")
+#    and without the developer commands (--no-default-features: no simulator, `sim`, `demo`
+#    or `bench`);
 # 2. the Dockerfile's runtime stage (FROM scratch, the binary, USER 65532, ENTRYPOINT) built
 #    with buildah from that binary, with every timestamp at 0 so the same sources give the
 #    same image digest;
@@ -30,15 +32,20 @@ name="docker.io/library/multinic:$version"
 target_dir=${MULTINIC_IMAGE_TARGET_DIR:-target/image/cargo}
 
 echo "==> static release build for $target (no default features)" >&2
-RUSTFLAGS='-C target-feature=+crt-static' \
+RUSTFLAGS='-C target-feature=+crt-static -C relocation-model=static' \
 CARGO_PROFILE_RELEASE_DEBUG=false \
 CARGO_PROFILE_RELEASE_STRIP=symbols \
 CARGO_TARGET_DIR="$target_dir" \
     cargo build --release --locked --target "$target" -p multinic --no-default-features >&2
 bin="$target_dir/$target/release/multinic"
-# A dynamic binary would start on this machine but not in a FROM-scratch image.
+# A dynamic binary would start on this machine but not in a FROM-scratch image; a
+# position-independent one would pay its relocations at every start.
 if readelf -d "$bin" | grep -q '(NEEDED)'; then
     echo "image.sh: $bin is dynamically linked" >&2
+    exit 1
+fi
+if ! readelf -h "$bin" | grep -q 'Type: *EXEC'; then
+    echo "image.sh: $bin is position-independent (expected a static executable)" >&2
     exit 1
 fi
 
