@@ -6,7 +6,7 @@ use crate::config::{EngineConfig, RESERVED_TABLES};
 use crate::diff::{current_slots, plan_runtime};
 use crate::error::EngineError;
 use crate::file_batch::FileBatch;
-use crate::files::{self, FileOp};
+use crate::files::{self, FileOp, OwnedScan};
 use crate::handoff::{HostHandoff, handoff_nics};
 use crate::interrupt::Interrupt;
 use crate::netlink::BatchSocket;
@@ -123,10 +123,10 @@ impl Engine {
 
     /// What [`Engine::apply`] would do, without doing it (dry run).
     pub async fn plan(&self, desired: &DesiredNode) -> Result<Plan, EngineError> {
-        let owned = self.owned_files()?;
+        let scan = self.owned_files()?;
         let journal = recover::read(&self.config.root)?;
         let state = self.read_for(desired).await?;
-        self.build_plan(desired, &state, &owned, &journal)
+        self.build_plan(desired, &state, &scan, &journal)
     }
 
     /// The plan when the node drifted from `desired`, `None` when it matches.
@@ -140,9 +140,9 @@ impl Engine {
         // What a killed run left: temp files to drop, NICs it touched to count as ours.
         recover::sweep_temp_files(&self.config.root, self.config.flavor)?;
         let journal = recover::read(&self.config.root)?;
-        let owned = self.owned_files()?;
+        let scan = self.owned_files()?;
         let snapshot = self.read_for(desired).await?;
-        let plan = self.build_plan(desired, &snapshot, &owned, &journal)?;
+        let plan = self.build_plan(desired, &snapshot, &scan, &journal)?;
         if plan.is_empty() {
             tracing::debug!("node matches the desired state; nothing to write");
         } else {
@@ -152,7 +152,7 @@ impl Engine {
                 "plan:\n{plan}"
             );
         }
-        self.run(desired, &owned, &journal, snapshot, plan).await
+        self.run(desired, &scan, &journal, snapshot, plan).await
     }
 
     /// Removes everything multinic owns: addresses, rules, routes and files of its NICs, which
@@ -167,7 +167,7 @@ impl Engine {
         self.apply(&empty).await
     }
 
-    fn owned_files(&self) -> Result<Vec<(PathBuf, OwnedFile)>, EngineError> {
+    fn owned_files(&self) -> Result<OwnedScan, EngineError> {
         files::scan_owned(&self.config.root, self.config.flavor)
     }
 
@@ -175,10 +175,10 @@ impl Engine {
         &self,
         desired: &DesiredNode,
         state: &KernelState,
-        owned: &[(PathBuf, OwnedFile)],
+        scan: &OwnedScan,
         journal: &[OwnedFile],
     ) -> Result<Plan, EngineError> {
-        let owners: Vec<OwnedFile> = owned.iter().map(|(_, o)| o.clone()).collect();
+        let owners: Vec<OwnedFile> = scan.owned.iter().map(|(_, o)| o.clone()).collect();
         let (parking, mut nics, stale) =
             plan_runtime(desired, state, &owners, journal, &self.config);
         let configured: BTreeSet<&str> = nics
@@ -197,7 +197,7 @@ impl Engine {
             nic.mac = nic.mac_address().to_string();
         }
         let rendered = render(self.config.flavor, &model);
-        let file_changes = files::diff(&self.config.root, &rendered, owned, &keep_macs)?;
+        let file_changes = files::diff(&self.config.root, &rendered, scan, &keep_macs)?;
         // Files of NICs that are gone from the node (detached) are orphans too: report them.
         for change in &file_changes {
             let (
@@ -232,11 +232,12 @@ impl Engine {
     async fn run(
         &self,
         desired: &DesiredNode,
-        owned: &[(PathBuf, OwnedFile)],
+        scan: &OwnedScan,
         journal: &[OwnedFile],
         snapshot: KernelState,
         plan: Plan,
     ) -> Result<ApplyOutcome, EngineError> {
+        let owned = &scan.owned;
         // Journal the NICs this run touches before anything changes, so a run killed on the
         // way leaves what the next one needs to finish or undo it.
         if plan.kernel_changes() > 0 {
@@ -251,7 +252,7 @@ impl Engine {
         // snapshot.
         let mut file_snapshot = FileSnapshot::default();
         for change in &plan.files {
-            let before = files::read(&self.config.root, change.path())?;
+            let before = scan.read(&self.config.root, change.path())?;
             file_snapshot.entries.push((change.path().clone(), before));
         }
         let mut file_batch = (!plan.files.is_empty()).then(|| {
