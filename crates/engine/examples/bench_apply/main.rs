@@ -214,8 +214,12 @@ fn drive(runs: usize, nmstatectl: &Path, agents: &[(String, PathBuf)]) -> Res<()
     let out = work.join("out");
     std::fs::create_dir_all(&out)?;
     for run in 0..runs {
-        for (a, (_, agent)) in agents.iter().enumerate() {
-            let agent = agent.to_str().ok_or("agent path")?;
+        // Each run starts with another agent: with a fixed order, the first agent of every
+        // run measured up to 1.4x slower on the fresh apply than the second, whichever binary
+        // it was (the cause is not pinned down), which biased every comparison.
+        for step in 0..agents.len() {
+            let a = (run + step) % agents.len();
+            let agent = agents[a].1.to_str().ok_or("agent path")?;
             let ns = Netns::new(&format!("{run}-a{a}"))?;
             let root = work.join(format!("root-{run}-a{a}"));
             let mut argv = agent_env(&spec_text, &root, &work, &[]);
