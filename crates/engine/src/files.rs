@@ -224,9 +224,9 @@ const SYNC_THREADS: usize = 4;
 /// writeback already started when they were written (`write_temp`), so the first flushes
 /// commit every file's allocation in one journal commit and the others find it done: ext4 and
 /// XFS batch concurrent syncs. Measured on the development VM, 20 files, inside the agent with
-/// no kernel changes: staged in 1.7-1.9 ms this way, 2.1-2.3 ms without the early writeback
-/// and 2.2-3.1 ms with a thread per file, which also slows a fresh apply's netlink work on a
-/// 2-core node (20 threads compete for the core it leaves). One after the other, each flush
+/// no kernel changes (seven runs each): staged in 1.7-1.9 ms this way, 2.1-2.3 ms without the
+/// early writeback and 2.2-3.1 ms with a thread per file, whose 20 threads also compete with
+/// the netlink work for a 2-core node's second core. One after the other, each flush
 /// waits for a journal commit of its own: 3-4 ms on a quiet disk, 36 ms while other builds
 /// wrote to it. Not `syncfs`: one call and 0.3 ms on a quiet disk, but it also waits for every
 /// other process's unwritten data on that filesystem (an image being pulled next to /etc):
