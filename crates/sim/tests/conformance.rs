@@ -2,7 +2,7 @@
 //! through kube-rs's own `Api` exactly as product code would use it. The other promises each
 //! have a test listed in the same kind of table in `conformance_objects.rs` (selectors,
 //! deletion, pagination), `conformance_wire.rs` (apply, events, wire formats, validation),
-//! `conformance_watch.rs` (watch and kube-runtime), `kubectl.rs`, `kubelet.rs` (nodes, Jobs)
+//! `conformance_watch.rs` (watch and kube-runtime), `kubectl.rs`, `kubectl_imperative.rs`, `kubelet.rs` (nodes, Jobs)
 //! and `nodes.rs`.
 //!
 //! | Promise | Test |

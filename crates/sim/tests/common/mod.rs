@@ -3,6 +3,7 @@
 //! `scripts/control-plane.sh` (through the multinic crate's `realcp_support`).
 #![allow(dead_code)]
 
+pub mod kubectl;
 #[path = "../../../multinic/tests/realcp_support/mod.rs"]
 pub mod realcp_support;
 
