@@ -17,6 +17,7 @@ pub mod http;
 mod index;
 pub mod jobs;
 pub mod kubelet;
+mod list;
 pub mod meta;
 pub mod netns;
 pub mod node;
