@@ -227,13 +227,7 @@ fn wrong_password_exits_1_without_showing_it() {
     let root = TempDir::new("db-denied");
     let wrong = "Wrong-pw-4242";
     let run = db_agent(&ns, &db, &root, Credentials::Env(wrong));
-    assert_eq!(run.code, 1, "{}", run.stderr);
-    let error = run.report()["error"].as_str().unwrap().to_owned();
-    assert!(error.contains("database"), "{error}");
-    assert!(error.contains("Access denied"), "{error}");
-    for output in [&run.stderr, &run.stdout, &run.report_text] {
-        assert!(!output.contains(wrong), "password leaked: {output}");
-    }
+    run.assert_login_refused("Access denied", wrong);
 }
 
 #[test]

@@ -174,6 +174,18 @@ pub struct AgentRun {
 }
 
 impl AgentRun {
+    /// Asserts the database refused the run's login (exit 1, a database error containing
+    /// `denial`) and that the password `wrong` shows in no output.
+    pub fn assert_login_refused(&self, denial: &str, wrong: &str) {
+        assert_eq!(self.code, 1, "{}", self.stderr);
+        let error = self.report()["error"].as_str().unwrap().to_owned();
+        assert!(error.contains("database"), "{error}");
+        assert!(error.contains(denial), "{error}");
+        for output in [&self.stderr, &self.stdout, &self.report_text] {
+            assert!(!output.contains(wrong), "password leaked: {output}");
+        }
+    }
+
     pub fn report(&self) -> serde_json::Value {
         serde_json::from_str(&self.report_text).unwrap_or_else(|e| {
             panic!(
