@@ -28,7 +28,7 @@ pub(crate) struct LinkTarget {
 pub(crate) struct LinkDiff {
     /// Stale addresses (before the link edit).
     pub removals: Vec<Change>,
-    /// Down/rename/MTU/sysctls/up.
+    /// IPv6 values (by the current name), then down/rename/MTU/sysctls/up.
     pub edits: Vec<Change>,
     /// Missing addresses (after the link is up).
     pub additions: Vec<Change>,
