@@ -1,10 +1,9 @@
 //! The agent Job: its name, its shape (pinned to one node by name, hostNetwork, only
 //! CAP_NET_ADMIN, RuntimeDefault seccomp, only the host paths the OS flavor writes plus the
-//! D-Bus socket, the spec passed inline, the node's own addresses protected) and how a Job in
-//! the cache reads back as [`JobFacts`].
+//! D-Bus socket, the spec passed inline, the node's own addresses protected); how a Job in
+//! the cache reads back as `JobFacts` is in `job_read.rs`.
 
 use crate::config::{FIELD_MANAGER, JobConfig};
-use crate::decide::{JobFacts, JobPhase};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, Container, EnvVar, EnvVarSource, HostPathVolumeSource,
@@ -386,107 +385,6 @@ fn handoff_dirs(cfg: &JobConfig, flavor: OsFlavor) -> &'static [&'static str] {
     }
 }
 
-/// Reads a cached Job back; `None` for Jobs without the controller's annotations.
-pub fn job_facts(job: &Job) -> Option<JobFacts> {
-    let labels = job.meta().labels.as_ref()?;
-    let action = match labels.get(ACTION_LABEL)?.as_str() {
-        "apply" => AgentAction::Apply,
-        "cleanup" => AgentAction::Cleanup,
-        _ => return None,
-    };
-    let annotations = job.meta().annotations.as_ref()?;
-    Some(JobFacts {
-        name: job.name_any(),
-        action,
-        generation: annotations
-            .get(GENERATION_ANNOTATION)
-            .and_then(|g| g.parse().ok()),
-        attempt: annotations
-            .get(ATTEMPT_ANNOTATION)
-            .and_then(|a| a.parse().ok())
-            .unwrap_or(1),
-        phase: job_phase(job),
-        // From the Job controller's first sync (startTime), which counts a Pod it created in the
-        // same status write: a Job it has not synced yet needs no timer, the sync is an event.
-        no_pod_since: job
-            .status
-            .as_ref()
-            .and_then(|s| s.start_time.as_ref())
-            .filter(|_| job_phase(job) == JobPhase::Running && !had_pod(job))
-            .map(|t| t.0),
-    })
-}
-
-/// Whether the Job controller counted any Pod of the Job (active, succeeded or failed).
-fn had_pod(job: &Job) -> bool {
-    job.status.as_ref().is_some_and(|s| {
-        // A finished Pod the Job controller is still recording is in
-        // `uncountedTerminatedPods`, with every counter at 0 for one status write.
-        let uncounted = s.uncounted_terminated_pods.as_ref().is_some_and(|u| {
-            u.succeeded.as_ref().is_some_and(|p| !p.is_empty())
-                || u.failed.as_ref().is_some_and(|p| !p.is_empty())
-        });
-        uncounted
-            || [s.active, s.ready, s.succeeded, s.failed, s.terminating]
-                .iter()
-                .any(|n| n.unwrap_or(0) > 0)
-    })
-}
-
-/// The node a cached Job runs on.
-pub fn job_node(job: &Job) -> Option<&str> {
-    job.meta()
-        .annotations
-        .as_ref()?
-        .get(NODE_ANNOTATION)
-        .map(String::as_str)
-}
-
-/// Complete/Failed from the Job's conditions (the Job controller's final word).
-pub fn job_phase(job: &Job) -> JobPhase {
-    let conditions = job.status.as_ref().and_then(|s| s.conditions.as_ref());
-    let is_true = |t: &str| {
-        conditions.is_some_and(|cs| cs.iter().any(|c| c.type_ == t && c.status == "True"))
-    };
-    if is_true("Complete") {
-        JobPhase::Succeeded
-    } else if is_true("Failed") {
-        JobPhase::Failed
-    } else {
-        JobPhase::Running
-    }
-}
-
-/// The message of the Job's Failed condition, to explain a failure without a report.
-pub fn job_failure_detail(job: &Job) -> String {
-    job.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| {
-            cs.iter()
-                .find(|c| c.type_ == "Failed" && c.status == "True")
-        })
-        .map(|c| {
-            let reason = c.reason.clone().unwrap_or_default();
-            let message = c.message.clone().unwrap_or_default();
-            format!("{reason}: {message}")
-                .trim_matches([' ', ':'])
-                .to_string()
-        })
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "the Job failed".into())
-}
-
-/// Drops what the controller never reads from a cached Job (the Pod template carries the
-/// whole spec), keeping memory flat however many Jobs are in flight.
-pub fn trim_job(job: &mut Job) {
-    job.metadata.managed_fields = None;
-    job.spec = None;
-    if let Some(status) = job.status.as_mut() {
-        status.uncounted_terminated_pods = None;
-    }
-}
-
 fn action_str(action: AgentAction) -> &'static str {
     match action {
         AgentAction::Apply => "apply",
@@ -500,6 +398,10 @@ fn fnv1a(bytes: &[u8]) -> u64 {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }
+
+#[path = "job_read.rs"]
+mod read;
+pub use read::{job_facts, job_failure_detail, job_node, job_phase, trim_job};
 
 #[cfg(test)]
 #[path = "job_tests.rs"]

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::JobConfig;
+use crate::decide::JobPhase;
 use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
 use multinic_api::MultiNicNodeConfigSpec;
 

@@ -4,7 +4,8 @@
 use crate::error::ApiError;
 use crate::gc::DeleteOptions;
 use crate::meta;
-use crate::patch::{self, PatchKind};
+use crate::patch;
+use crate::patch_request::PatchRequest;
 use crate::registry::ResourceType;
 use crate::route::{self, ResourcePath, Route};
 use crate::selectors::{FieldSelector, LabelSelector, Selectors};
@@ -286,7 +287,19 @@ async fn resource(
     let obj = match *method {
         Method::GET => store.get(&rt, ns, name)?,
         Method::PUT => store.update(&rt, ns, name, target, decode_body(headers, body)?)?,
-        Method::PATCH => patch(st, &rt, ns, name, target, q, headers, body)?,
+        Method::PATCH => {
+            let content_type = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let request = PatchRequest {
+                content_type,
+                manager: q.get("fieldManager").map(String::as_str),
+                force: flag(q, "force"),
+                body,
+            };
+            request.run(&st.store, &rt, ns, name, target)?
+        }
         _ => {
             let opts_body = if body.is_empty() {
                 json!({})
@@ -305,87 +318,6 @@ async fn resource(
         other => render(&obj, other),
     };
     Ok(json_response(200, &obj))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn patch(
-    st: &AppState,
-    rt: &ResourceType,
-    ns: Option<&str>,
-    name: &str,
-    target: Target,
-    q: &HashMap<String, String>,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Value, ApiError> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let kind = PatchKind::from_content_type(ct)?;
-    let patch_doc = patch::parse_body(kind, body)?;
-    let apply = kind == PatchKind::Apply;
-    let manager = q.get("fieldManager").cloned();
-    if apply && manager.as_deref().is_none_or(str::is_empty) {
-        return Err(ApiError::invalid(
-            "meta.k8s.io",
-            "PatchOptions",
-            "",
-            vec![crate::error::Cause {
-                field: "fieldManager".into(),
-                message: "Required value: is required for apply patch".into(),
-                reason: "FieldValueRequired",
-            }],
-        ));
-    }
-    let status = target == Target::Status;
-    let force = flag(q, "force");
-    let result = st.store.modify(rt, ns, name, target, |cur| {
-        let conflicts = if apply {
-            patch::apply_conflicts(
-                cur,
-                manager.as_deref().unwrap_or_default(),
-                status,
-                &patch_doc,
-            )
-        } else {
-            Vec::new()
-        };
-        if !conflicts.is_empty() && !force {
-            return Err(ApiError::apply_conflict(
-                &rt.group, &rt.plural, name, &conflicts,
-            ));
-        }
-        let mut o = patch::apply_patch(kind, cur, &patch_doc)?;
-        if let Some(m) = &manager {
-            patch::take_ownership(&mut o, m, status, &conflicts);
-        }
-        if let Some(m) = &manager {
-            let fields = if apply {
-                patch::drop_released_fields(&mut o, cur, m, status, &patch_doc);
-                patch::field_set(&patch_doc)
-            } else {
-                json!({})
-            };
-            patch::record_manager(&mut o, m, apply, status, fields);
-        }
-        Ok(o)
-    });
-    match result {
-        Err(e) if apply && e.code == 404 && target == Target::Main => {
-            // Server-side apply creates what does not exist yet.
-            let mut obj = patch_doc;
-            let m = meta::meta_mut(&mut obj);
-            m.insert("name".into(), json!(name));
-            m.remove("resourceVersion");
-            if let Some(m) = &manager {
-                let fields = patch::field_set(&obj);
-                patch::record_manager(&mut obj, m, true, false, fields);
-            }
-            st.store.create(rt, ns, obj)
-        }
-        other => other,
-    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -24,6 +24,7 @@ pub mod node;
 mod nodereg;
 pub mod openapi;
 pub mod patch;
+mod patch_request;
 mod podrun;
 pub mod podspec;
 pub mod protobuf;
