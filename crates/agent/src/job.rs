@@ -22,6 +22,9 @@ pub async fn run_job(config: &AgentConfig) -> u8 {
         AgentAction::Apply => apply(config, &stop).await,
         AgentAction::Cleanup => cleanup(config, &stop).await,
     };
+    if stop.is_set() {
+        tracing::warn!("SIGTERM received: the run stopped making changes and reverted them");
+    }
     let report = outcome::report(
         &config.node_name,
         config.action,
@@ -60,35 +63,12 @@ fn write_report(path: &Path, text: &str) -> std::io::Result<()> {
 
 type RunResult = (Option<i64>, Vec<NicResult>, Option<AgentError>);
 
-/// Sets `stop` when SIGTERM arrives (the handler is installed before this returns). The
-/// signal is awaited on a thread of its own (with a runtime that only drives signals), so
-/// the flag is set even while the run's single thread is busy in a blocking call.
+/// Sets `stop` when SIGTERM arrives. The handler only sets the flag, so it is set even
+/// while the run's single thread is busy in a blocking call, with no thread or second
+/// runtime standing by for a signal that rarely comes.
 fn stop_on_sigterm(stop: &Interrupt) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(e) => return tracing::error!(error = %e, "cannot handle SIGTERM"),
-    };
-    let stop = stop.clone();
-    let listener = std::thread::Builder::new()
-        .name("sigterm".into())
-        .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .build();
-            match runtime {
-                Ok(runtime) => {
-                    if runtime.block_on(term.recv()).is_some() {
-                        tracing::warn!(
-                            "SIGTERM received: stopping the run and reverting its changes"
-                        );
-                        stop.set();
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "cannot handle SIGTERM"),
-            }
-        });
-    if let Err(e) = listener {
+    use signal_hook::{consts::SIGTERM, flag};
+    if let Err(e) = flag::register(SIGTERM, stop.flag()) {
         tracing::error!(error = %e, "cannot handle SIGTERM");
     }
 }

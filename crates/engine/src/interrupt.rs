@@ -22,6 +22,11 @@ impl Interrupt {
     pub fn is_set(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
+
+    /// The flag itself, for a signal handler that only sets it (`signal_hook::flag`).
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        self.0.clone()
+    }
 }
 
 /// Checked before each write of the apply phase; the revert phase disarms it.
