@@ -14,7 +14,7 @@ use bus::Bus;
 use futures::future::BoxFuture;
 use multinic_netconf::{DesiredNic, DesiredNode, OsFlavor};
 use std::fmt::Display;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -246,6 +246,13 @@ enum Session {
 impl DbusHandoff {
     async fn start(&self, nics: &[HandoffNic]) -> Result<(Session, String), HandoffError> {
         let only = |why: String| Ok((Session::FilesOnly, format!("netlink and files only: {why}")));
+        // A node without a bus socket (the chart mounts none, or no D-Bus daemon runs): say so
+        // without a connect attempt, which costs the client a thread of its own.
+        if let Some(socket) = unix_socket_path(&self.settings.bus_address)
+            && !socket.exists()
+        {
+            return only(format!("no system bus (no socket at {})", socket.display()));
+        }
         let bus = match Bus::connect(&self.settings.bus_address, self.settings.call_timeout).await {
             Ok(bus) => bus,
             Err(e) => return only(format!("no system bus ({e})")),
@@ -281,6 +288,19 @@ impl DbusHandoff {
     fn take(&self) -> Option<Session> {
         self.session.lock().expect("hand-off session lock").take()
     }
+}
+
+/// The socket of a `unix:path=...` D-Bus address (the form the system bus address takes);
+/// `None` for any other form, which the client then connects to as it is.
+fn unix_socket_path(address: &str) -> Option<&Path> {
+    let rest = address.strip_prefix("unix:")?;
+    // Several addresses to try, or an escaped path: leave those to the client.
+    if rest.contains([';', '%']) {
+        return None;
+    }
+    rest.split(',')
+        .find_map(|pair| pair.strip_prefix("path="))
+        .map(Path::new)
 }
 
 impl HostHandoff for DbusHandoff {
@@ -388,4 +408,27 @@ pub(crate) fn handoff_nics(changes: &[FileChange], desired: &DesiredNode) -> Vec
             .cloned();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unix_socket_path;
+    use std::path::Path;
+
+    #[test]
+    fn the_socket_of_a_unix_path_address_and_no_other() {
+        let socket = |a| unix_socket_path(a);
+        assert_eq!(
+            socket("unix:path=/run/dbus/system_bus_socket"),
+            Some(Path::new("/run/dbus/system_bus_socket"))
+        );
+        assert_eq!(
+            socket("unix:guid=0123,path=/host/run/dbus/s"),
+            Some(Path::new("/host/run/dbus/s"))
+        );
+        assert_eq!(socket("unix:abstract=/tmp/dbus-x"), None);
+        assert_eq!(socket("tcp:host=127.0.0.1,port=1234"), None);
+        assert_eq!(socket("unix:path=/a;unix:path=/b"), None);
+        assert_eq!(socket("unix:path=/run/dbus%20x"), None);
+    }
 }
