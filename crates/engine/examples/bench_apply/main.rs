@@ -5,6 +5,8 @@
 //!   engine  - `multinic-engine` as a library in one small process (netlink, files, verify)
 //!   go-ip   - the earlier Go agent's way: one `ip`/`sysctl` process per step
 //!   nmstate - `nmstatectl apply --kernel` for what it can do here
+//!   floors  - the kernel writes alone in one `ip -batch` process, and the agent binary's
+//!             `--version` (a process starting and exiting)
 //!
 //! Run: `cargo run --release -p multinic-engine --example bench_apply -- [--runs N]
 //!       [--agent [LABEL=]PATH]... [--nmstatectl PATH]` (as root). For each run and contender
@@ -138,6 +140,43 @@ fn agent_env(spec: &str, root: &Path, work: &Path, extra: &[(&str, &str)]) -> Ve
     env
 }
 
+/// A node's root for one contender's run, shaped as the Job sees the node: `run/` on tmpfs
+/// (the host's `/run`, which the Job mounts for the host lock and the run journal) and the
+/// report file already there (the kubelet creates the termination-log file before the
+/// container starts). Without `/dev/shm`, `run/` is a plain directory.
+fn node_root(work: &Path, shm: Option<&Path>, tag: &str) -> Res<PathBuf> {
+    let root = work.join(format!("root-{tag}"));
+    std::fs::create_dir_all(&root)?;
+    if let Some(shm) = shm {
+        let run = shm.join(format!("run-{tag}"));
+        std::fs::create_dir_all(&run)?;
+        std::os::unix::fs::symlink(&run, root.join("run"))?;
+    }
+    std::fs::write(root.join("termination-log"), "")?;
+    Ok(root)
+}
+
+/// The floor of the kernel work: one `ip -batch` process. Fresh: per NIC rename + MTU + up in
+/// one message, the address, the route and the rule (no sysctls, files, reads or verify);
+/// re-apply: the four dumps a re-apply must read (links, addresses, every route, every rule).
+fn ip_batch_files(work: &Path) -> Res<(PathBuf, PathBuf)> {
+    let mut fresh = String::new();
+    for k in 0..NICS {
+        let (table, name) = (TABLE_BASE + u32::from(k), format!("multinic{k}"));
+        fresh.push_str(&format!(
+            "link set dev eth{k} name {name} mtu 1450 up\n\
+             addr add 198.18.{k}.10/24 dev {name}\n\
+             route add 198.18.{k}.0/24 dev {name} table {table} src 198.18.{k}.10 metric {table}\n\
+             rule add from 198.18.{k}.10 table {table} priority {table}\n"
+        ));
+    }
+    let again = "link show\naddr show\nroute show table all\nrule show\n";
+    let paths = (work.join("ip-fresh.batch"), work.join("ip-again.batch"));
+    std::fs::write(&paths.0, fresh)?;
+    std::fs::write(&paths.1, again)?;
+    Ok(paths)
+}
+
 /// Medians of one contender.
 #[derive(Default)]
 struct Series {
@@ -207,6 +246,14 @@ fn drive(runs: usize, nmstatectl: &Path, agents: &[(String, PathBuf)]) -> Res<()
         Series::default(),
         Series::default(),
     );
+    // The floors: the kernel work in one `ip` process, and the agent binary starting and
+    // exiting (`--version`).
+    let (mut ip_batch, mut start) = (Series::default(), Series::default());
+    let (ip_fresh, ip_again) = ip_batch_files(&work)?;
+    let (ip_fresh, ip_again) = (
+        ip_fresh.to_str().ok_or("batch path")?,
+        ip_again.to_str().ok_or("batch path")?,
+    );
     let (mut inproc, mut writes) = (vec![], String::new());
     let shm = Path::new("/dev/shm")
         .is_dir()
@@ -221,7 +268,7 @@ fn drive(runs: usize, nmstatectl: &Path, agents: &[(String, PathBuf)]) -> Res<()
             let a = (run + step) % agents.len();
             let agent = agents[a].1.to_str().ok_or("agent path")?;
             let ns = Netns::new(&format!("{run}-a{a}"))?;
-            let root = work.join(format!("root-{run}-a{a}"));
+            let root = node_root(&work, shm.as_deref(), &format!("{run}-a{a}"))?;
             let mut argv = agent_env(&spec_text, &root, &work, &[]);
             argv.extend([agent.to_owned(), "agent".to_owned()]);
             let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
@@ -233,7 +280,7 @@ fn drive(runs: usize, nmstatectl: &Path, agents: &[(String, PathBuf)]) -> Res<()
 
             // Untimed: the same with debug logs in JSON, to place the phases.
             let ns = Netns::new(&format!("{run}-p{a}"))?;
-            let root = work.join(format!("root-{run}-p{a}"));
+            let root = node_root(&work, shm.as_deref(), &format!("{run}-p{a}"))?;
             let logs = [
                 (
                     "MULTINIC_LOG",
@@ -250,7 +297,7 @@ fn drive(runs: usize, nmstatectl: &Path, agents: &[(String, PathBuf)]) -> Res<()
         }
 
         let ns = Netns::new(&format!("{run}-e"))?;
-        let root = work.join(format!("root-{run}"));
+        let root = node_root(&work, shm.as_deref(), &run.to_string())?;
         let root_s = root.to_str().ok_or("root")?;
         let argv = [exe, "inner-engine", spec, root_s];
         let timed = ns.time(exe, &out, &argv, &argv)?;
@@ -280,6 +327,21 @@ fn drive(runs: usize, nmstatectl: &Path, agents: &[(String, PathBuf)]) -> Res<()
             let argv = [exe, "inner-engine", spec, root.to_str().ok_or("root")?];
             tmpfs.push(ns.time(exe, &out, &argv, &argv)?);
             ns.assert_configured("multinic")?;
+        }
+
+        let ns = Netns::new(&format!("{run}-i"))?;
+        ip_batch.push(ns.time(
+            exe,
+            &out,
+            &["ip", "-batch", ip_fresh],
+            &["ip", "-batch", ip_again],
+        )?);
+        ns.assert_configured("multinic")?;
+        drop(ns);
+        if let Some((_, agent)) = agents.last() {
+            let agent = agent.to_str().ok_or("agent path")?;
+            let ns = Netns::new(&format!("{run}-v"))?;
+            start.push(ns.time(exe, &out, &[agent, "--version"], &[agent, "--version"])?);
         }
 
         let ns = Netns::new(&format!("{run}-g"))?;
@@ -335,6 +397,16 @@ fn drive(runs: usize, nmstatectl: &Path, agents: &[(String, PathBuf)]) -> Res<()
     row("multinic-engine (library, one process)", &engine);
     if !tmpfs.fresh.is_empty() {
         row("multinic-engine, files on tmpfs", &tmpfs);
+    }
+    row(
+        "(c) floor: the kernel writes (re-apply: reads) in one `ip -batch`",
+        &ip_batch,
+    );
+    if !start.fresh.is_empty() {
+        row(
+            "floor: `multinic --version` (the binary starting and exiting)",
+            &start,
+        );
     }
     row("(a) ip/sysctl per step", &go);
     if have_nmstate {
