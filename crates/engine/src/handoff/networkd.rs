@@ -2,8 +2,9 @@
 //! into networkd units at every boot); for the running system multinic writes the units
 //! `netplan generate` would make from that YAML into `/run/systemd/network` itself, matched by
 //! `MACAddress=` (netplan's `PermanentMACAddress=` does not match every NIC, e.g. veth), and
-//! calls `Manager.Reload` (`ReconfigureLink` alone does not re-read files). A rollback puts the
-//! units back as they were at `begin` and reloads.
+//! calls `Manager.Reload` (`ReconfigureLink` alone does not re-read files), then
+//! `ReconfigureLink` for each NIC, so waiting for it to be configured waits for the new units.
+//! A rollback puts the units back as they were at `begin` and reloads.
 
 use super::bus::Bus;
 use super::{HandoffError, HandoffNic, HandoffSettings, NETWORKD, poll};
@@ -73,9 +74,25 @@ impl NetworkdRun {
         }
         self.reload().await?;
         for nic in nics.iter().filter(|n| !n.removed && n.desired.is_some()) {
+            self.reconfigure(&nic.name).await?;
             self.wait_configured(&nic.name).await?;
         }
         Ok(())
+    }
+
+    /// `Manager.ReconfigureLink`: `Reload` answers before networkd re-reads the link and
+    /// starts configuring it, so right after it the link still reports the state of its
+    /// previous configuration ("configured"), and a wait for "configured" would pass at once.
+    /// `ReconfigureLink` moves the link to "initialized" before it answers, so the wait that
+    /// follows sees the new configuration through.
+    async fn reconfigure(&self, name: &str) -> Result<(), HandoffError> {
+        let (index, _): (i32, zbus::zvariant::OwnedObjectPath) = self
+            .bus
+            .call(NETWORKD, PATH, MANAGER, "GetLinkByName", &(name,))
+            .await?;
+        self.bus
+            .call(NETWORKD, PATH, MANAGER, "ReconfigureLink", &(index,))
+            .await
     }
 
     /// Restores the units to what they were at `begin` and reloads networkd.
