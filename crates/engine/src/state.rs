@@ -11,10 +11,10 @@ use multinic_api::MacAddress;
 use multinic_netconf::NicSysctls;
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressScope};
-use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo};
+use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use netlink_packet_route::rule::{RuleAttribute, RuleMessage};
-use rtnetlink::{Handle, IpVersion, RouteMessageBuilder};
+use rtnetlink::{Handle, IpVersion};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -159,39 +159,28 @@ impl KernelState {
         let mut routes = Vec::new();
         let mut default_route_links = BTreeSet::new();
         let mut main_network_routes = BTreeSet::new();
-        for v6 in [false, true] {
-            for msg in dump_routes(handle, v6).await? {
-                let Some(route) = parse_route(&msg) else {
-                    continue;
-                };
-                if route.table == MAIN_TABLE && route.destination.prefix_len() == 0 {
-                    default_route_links.extend(route_oifs(&msg));
-                } else if route.table == MAIN_TABLE
-                    && !is_link_local(&route.destination)
-                    && let Some(oif) = route.oif
-                {
-                    main_network_routes.insert((oif, route.destination));
-                }
-                if tables.contains(&route.table) {
-                    routes.push(route);
-                }
+        for msg in dump_routes(handle).await? {
+            let Some(route) = parse_route(&msg) else {
+                continue;
+            };
+            if route.table == MAIN_TABLE && route.destination.prefix_len() == 0 {
+                default_route_links.extend(route_oifs(&msg));
+            } else if route.table == MAIN_TABLE
+                && !is_link_local(&route.destination)
+                && let Some(oif) = route.oif
+            {
+                main_network_routes.insert((oif, route.destination));
+            }
+            if tables.contains(&route.table) {
+                routes.push(route);
             }
         }
-        let mut rules = Vec::new();
-        for version in [IpVersion::V4, IpVersion::V6] {
-            let msgs: Vec<RuleMessage> = handle
-                .rule()
-                .get(version)
-                .execute()
-                .try_collect()
-                .await
-                .map_err(|e| EngineError::netlink("dump rules", e))?;
-            rules.extend(
-                msgs.iter()
-                    .map(parse_rule)
-                    .filter(|r| tables.contains(&r.table)),
-            );
-        }
+        let mut rules: Vec<RuleEntry> = dump_rules(handle)
+            .await?
+            .iter()
+            .filter_map(parse_rule)
+            .filter(|r| tables.contains(&r.table))
+            .collect();
         routes.sort();
         rules.sort();
         Ok(Self {
@@ -206,9 +195,14 @@ impl KernelState {
 }
 
 async fn read_links(handle: &Handle) -> Result<Vec<LinkState>, EngineError> {
-    let msgs: Vec<_> = handle
-        .link()
-        .get()
+    // Without the packet counters (`RTEXT_FILTER_SKIP_STATS`, as `ip link` asks): every link
+    // message then carries only what the planner reads, and the kernel fills less.
+    let mut request = handle.link().get();
+    request
+        .message_mut()
+        .attributes
+        .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+    let msgs: Vec<_> = request
         .execute()
         .try_collect()
         .await
@@ -314,19 +308,27 @@ async fn read_addresses(handle: &Handle) -> Result<Vec<AddressState>, EngineErro
     Ok(out)
 }
 
-async fn dump_routes(handle: &Handle, v6: bool) -> Result<Vec<RouteMessage>, EngineError> {
-    let filter = if v6 {
-        RouteMessageBuilder::<Ipv6Addr>::new().build()
-    } else {
-        RouteMessageBuilder::<Ipv4Addr>::new().build()
-    };
+/// Every route of every family in one dump (`AF_UNSPEC`: the kernel walks the IPv4 and IPv6
+/// tables, and the multicast ones, which [`parse_route`] skips), one round trip instead of two.
+async fn dump_routes(handle: &Handle) -> Result<Vec<RouteMessage>, EngineError> {
     handle
         .route()
-        .get(filter)
+        .get(RouteMessage::default())
         .execute()
         .try_collect()
         .await
         .map_err(|e| EngineError::netlink("dump routes", e))
+}
+
+/// Every policy rule of every family in one dump (`AF_UNSPEC`), as for routes.
+async fn dump_rules(handle: &Handle) -> Result<Vec<RuleMessage>, EngineError> {
+    let mut request = handle.rule().get(IpVersion::V4);
+    request.message_mut().header.family = AddressFamily::Unspec;
+    request
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| EngineError::netlink("dump rules", e))
 }
 
 fn route_ip(addr: &RouteAddress) -> Option<IpAddr> {
@@ -380,9 +382,16 @@ fn route_oifs(msg: &RouteMessage) -> Vec<u32> {
     out
 }
 
-fn parse_rule(msg: &RuleMessage) -> RuleEntry {
+/// An IPv4 or IPv6 rule; `None` for the other families an `AF_UNSPEC` dump brings (the
+/// multicast routing rules).
+fn parse_rule(msg: &RuleMessage) -> Option<RuleEntry> {
+    let v6 = match msg.header.family {
+        AddressFamily::Inet => false,
+        AddressFamily::Inet6 => true,
+        _ => return None,
+    };
     let mut entry = RuleEntry {
-        v6: msg.header.family == AddressFamily::Inet6,
+        v6,
         priority: 0,
         source: None,
         table: u32::from(msg.header.table),
@@ -395,7 +404,7 @@ fn parse_rule(msg: &RuleMessage) -> RuleEntry {
             _ => {}
         }
     }
-    entry
+    Some(entry)
 }
 
 /// `fe80::/10`: the link-local network every IPv6 link routes.
