@@ -264,9 +264,14 @@ impl Host {
             .map(Killed)
     }
 
+    /// A whole log file of the host.
+    pub fn log_all(&self, name: &str) -> String {
+        fs::read_to_string(self.root.path().join(name)).unwrap_or_default()
+    }
+
     /// A log file of the host, for assertion messages.
     pub fn log(&self, name: &str) -> String {
-        let text = fs::read_to_string(self.root.path().join(name)).unwrap_or_default();
+        let text = self.log_all(name);
         let tail: Vec<&str> = text.lines().rev().take(60).collect();
         tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
