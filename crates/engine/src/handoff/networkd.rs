@@ -14,6 +14,7 @@ use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use zbus::zvariant::OwnedObjectPath;
 
 const PATH: &str = "/org/freedesktop/network1";
 const MANAGER: &str = "org.freedesktop.network1.Manager";
@@ -74,8 +75,8 @@ impl NetworkdRun {
         }
         self.reload().await?;
         for nic in nics.iter().filter(|n| !n.removed && n.desired.is_some()) {
-            self.reconfigure(&nic.name).await?;
-            self.wait_configured(&nic.name).await?;
+            let link = self.reconfigure(&nic.name).await?;
+            self.wait_configured(&nic.name, &link).await?;
         }
         Ok(())
     }
@@ -84,15 +85,16 @@ impl NetworkdRun {
     /// starts configuring it, so right after it the link still reports the state of its
     /// previous configuration ("configured"), and a wait for "configured" would pass at once.
     /// `ReconfigureLink` moves the link to "initialized" before it answers, so the wait that
-    /// follows sees the new configuration through.
-    async fn reconfigure(&self, name: &str) -> Result<(), HandoffError> {
-        let (index, _): (i32, zbus::zvariant::OwnedObjectPath) = self
+    /// follows sees the new configuration through. Returns the link's object path.
+    async fn reconfigure(&self, name: &str) -> Result<OwnedObjectPath, HandoffError> {
+        let (index, link): (i32, OwnedObjectPath) = self
             .bus
             .call(NETWORKD, PATH, MANAGER, "GetLinkByName", &(name,))
             .await?;
         self.bus
-            .call(NETWORKD, PATH, MANAGER, "ReconfigureLink", &(index,))
-            .await
+            .call::<_, ()>(NETWORKD, PATH, MANAGER, "ReconfigureLink", &(index,))
+            .await?;
+        Ok(link)
     }
 
     /// Restores the units to what they were at `begin` and reloads networkd.
@@ -110,18 +112,15 @@ impl NetworkdRun {
         self.bus.call(NETWORKD, PATH, MANAGER, "Reload", &()).await
     }
 
-    /// Polls the link's `AdministrativeState` until networkd says `configured`.
-    async fn wait_configured(&self, name: &str) -> Result<(), HandoffError> {
+    /// Polls the `AdministrativeState` of link `name` (object path `link`) until networkd says
+    /// `configured`.
+    async fn wait_configured(&self, name: &str, link: &str) -> Result<(), HandoffError> {
         let what = format!("systemd-networkd configuring {name}");
         let last = std::sync::Mutex::new(String::new());
         let result = poll(&what, self.settle, || async {
-            let (_, link): (i32, zbus::zvariant::OwnedObjectPath) = self
-                .bus
-                .call(NETWORKD, PATH, MANAGER, "GetLinkByName", &(name,))
-                .await?;
             let state: String = self
                 .bus
-                .get(NETWORKD, link.as_str(), LINK, "AdministrativeState")
+                .get(NETWORKD, link, LINK, "AdministrativeState")
                 .await?;
             match state.as_str() {
                 "configured" => Ok(Some(())),
