@@ -166,11 +166,15 @@ async fn handle(
     }
 }
 
-pub(crate) fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
-    let ct = headers
+/// The request's `Content-Type`, when it has a readable one.
+pub(crate) fn content_type(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json");
+}
+
+pub(crate) fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    let ct = content_type(headers).unwrap_or("application/json");
     if ct.contains("protobuf") {
         return crate::protobuf::decode(body);
     }
@@ -288,12 +292,8 @@ async fn resource(
         Method::GET => store.get(&rt, ns, name)?,
         Method::PUT => store.update(&rt, ns, name, target, decode_body(headers, body)?)?,
         Method::PATCH => {
-            let content_type = headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
             let request = PatchRequest {
-                content_type,
+                content_type: content_type(headers).unwrap_or(""),
                 manager: q.get("fieldManager").map(String::as_str),
                 force: flag(q, "force"),
                 body,

@@ -35,8 +35,8 @@ impl PatchRequest<'_> {
         let kind = PatchKind::from_content_type(self.content_type)?;
         let patch_doc = patch::parse_body(kind, self.body)?;
         let apply = kind == PatchKind::Apply;
-        let manager = self.manager.map(str::to_owned);
-        if apply && manager.as_deref().is_none_or(str::is_empty) {
+        let manager = self.manager;
+        if apply && manager.is_none_or(str::is_empty) {
             return Err(ApiError::invalid(
                 "meta.k8s.io",
                 "PatchOptions",
@@ -49,28 +49,20 @@ impl PatchRequest<'_> {
             ));
         }
         let status = target == Target::Status;
-        let force = self.force;
         let result = store.modify(rt, ns, name, target, |cur| {
             let conflicts = if apply {
-                patch::apply_conflicts(
-                    cur,
-                    manager.as_deref().unwrap_or_default(),
-                    status,
-                    &patch_doc,
-                )
+                patch::apply_conflicts(cur, manager.unwrap_or_default(), status, &patch_doc)
             } else {
                 Vec::new()
             };
-            if !conflicts.is_empty() && !force {
+            if !conflicts.is_empty() && !self.force {
                 return Err(ApiError::apply_conflict(
                     &rt.group, &rt.plural, name, &conflicts,
                 ));
             }
             let mut o = patch::apply_patch(kind, cur, &patch_doc)?;
-            if let Some(m) = &manager {
+            if let Some(m) = manager {
                 patch::take_ownership(&mut o, m, status, &conflicts);
-            }
-            if let Some(m) = &manager {
                 let fields = if apply {
                     patch::drop_released_fields(&mut o, cur, m, status, &patch_doc);
                     patch::field_set(&patch_doc)
@@ -88,7 +80,7 @@ impl PatchRequest<'_> {
                 let m = meta::meta_mut(&mut obj);
                 m.insert("name".into(), json!(name));
                 m.remove("resourceVersion");
-                if let Some(m) = &manager {
+                if let Some(m) = manager {
                     let fields = patch::field_set(&obj);
                     patch::record_manager(&mut obj, m, true, false, fields);
                 }

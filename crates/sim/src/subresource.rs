@@ -3,7 +3,7 @@
 //! `<workload>/scale`.
 
 use crate::error::ApiError;
-use crate::http::{AppState, decode_body, json_response};
+use crate::http::{AppState, content_type, decode_body, json_response};
 use crate::meta;
 use crate::patch::{self, PatchKind};
 use crate::registry::ResourceType;
@@ -142,12 +142,7 @@ fn scale_subresource(req: &SubRequest<'_>) -> Result<Response, ApiError> {
         }
         Method::PATCH => {
             st.counters.bump("patch", &counted);
-            let ct = req
-                .headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            let kind = PatchKind::from_content_type(ct)?;
+            let kind = PatchKind::from_content_type(content_type(req.headers).unwrap_or(""))?;
             let doc = patch::parse_body(kind, req.body)?;
             st.store.modify(rt, ns, name, Target::Main, |cur| {
                 let want = patch::apply_patch(kind, &scale::view(rt, cur)?, &doc)?;
