@@ -118,13 +118,21 @@ async fn health_readiness_and_metrics_are_served() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    let metrics = http_get(addr, "/metrics").await;
-    for needle in [
+    // The Job is deleted after the status write that made the resource Configured, so the
+    // in-flight gauge reaches 0 a moment later: read until every value is there, then check.
+    let needles = [
         "multinic_controller_reconciles_total{result=\"ok\"}",
         "multinic_controller_resources{state=\"Configured\"} 1",
         "multinic_controller_jobs_in_flight 0",
         "multinic_controller_reconcile_duration_seconds_count",
-    ] {
+    ];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut metrics = http_get(addr, "/metrics").await;
+    while !needles.iter().all(|n| metrics.contains(n)) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        metrics = http_get(addr, "/metrics").await;
+    }
+    for needle in needles {
         assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
     }
     cluster.sim.shutdown().await;
