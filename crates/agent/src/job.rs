@@ -73,14 +73,21 @@ fn stop_on_sigterm(stop: &Interrupt) {
     }
 }
 
-async fn apply(config: &AgentConfig, stop: &Interrupt) -> RunResult {
-    let mut runner = match Runner::new(config) {
-        Ok(r) => r,
-        Err(e) => return (None, Vec::new(), Some(e)),
-    };
+/// What every run does first: its runner, stopping on `stop`, and the host lock it holds
+/// until it returns.
+async fn prepare<'a>(
+    config: &'a AgentConfig,
+    stop: &Interrupt,
+) -> Result<(Runner<'a>, Option<HostLock>), AgentError> {
+    let mut runner = Runner::new(config)?;
     runner.stop_on(stop.clone());
-    let _lock = match host_lock(config).await {
-        Ok(lock) => lock,
+    let lock = host_lock(config).await?;
+    Ok((runner, lock))
+}
+
+async fn apply(config: &AgentConfig, stop: &Interrupt) -> RunResult {
+    let (mut runner, _lock) = match prepare(config, stop).await {
+        Ok(prepared) => prepared,
         Err(e) => return (None, Vec::new(), Some(e)),
     };
     let desired = match runner.desired().await {
@@ -115,13 +122,8 @@ async fn apply(config: &AgentConfig, stop: &Interrupt) -> RunResult {
 }
 
 async fn cleanup(config: &AgentConfig, stop: &Interrupt) -> RunResult {
-    let mut runner = match Runner::new(config) {
-        Ok(r) => r,
-        Err(e) => return (None, Vec::new(), Some(e)),
-    };
-    runner.stop_on(stop.clone());
-    let _lock = match host_lock(config).await {
-        Ok(lock) => lock,
+    let (mut runner, _lock) = match prepare(config, stop).await {
+        Ok(prepared) => prepared,
         Err(e) => return (None, Vec::new(), Some(e)),
     };
     let node = match runner.node().await {
