@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+mod run;
+pub use run::{AgentRun, spec};
+
 /// How long a daemon may take to appear on the bus or settle (it takes ~0.2 s here).
 pub const SETTLE: Duration = Duration::from_secs(15);
 /// How long an address must stay put after a run, a restart or a reload: a daemon that fights
@@ -448,60 +451,4 @@ impl Host {
             self.ns.addresses(dev)
         );
     }
-}
-
-/// One agent run.
-pub struct AgentRun {
-    pub code: i32,
-    pub report: String,
-    pub stderr: String,
-}
-
-impl AgentRun {
-    /// (name, reason, message) of each interface in the report.
-    pub fn interfaces(&self) -> Vec<(String, String, String)> {
-        let v: serde_json::Value = serde_json::from_str(&self.report).unwrap_or_else(|e| {
-            panic!("report is not JSON ({e}): {}\n{}", self.report, self.stderr)
-        });
-        v["interfaces"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .map(|i| {
-                let s = |k: &str| i[k].as_str().unwrap_or("").to_owned();
-                (s("name"), s("reason"), s("message"))
-            })
-            .collect()
-    }
-}
-
-impl AgentRun {
-    /// (reason, message) of the NIC named `name` in the report.
-    pub fn nic(&self, name: &str) -> (String, String) {
-        self.interfaces()
-            .into_iter()
-            .find(|i| i.0 == name)
-            .map(|i| (i.1, i.2))
-            .unwrap_or_else(|| panic!("{name} is not in the report: {}", self.report))
-    }
-}
-
-/// The node spec JSON for `(mac, address, cidr)` NICs.
-pub fn spec(nics: &[(&str, &str, &str)]) -> String {
-    let items: Vec<String> = nics
-        .iter()
-        .map(|(mac, address, cidr)| {
-            format!(r#"{{"macAddress":"{mac}","address":"{address}","cidr":"{cidr}"}}"#)
-        })
-        .collect();
-    format!(
-        r#"{{"nodeName":"worker-01","interfaces":[{}]}}"#,
-        items.join(",")
-    )
-}
-
-/// Where a path of the host root lies.
-pub fn host_path(root: &Path, path: &str) -> PathBuf {
-    root.join(path.trim_start_matches('/'))
 }
