@@ -61,6 +61,10 @@ fn assert_waited_for_the_new_units(log: &str, dev: &str) {
         .expect("the agent's polls of the link state");
     let configured = format!("{dev}: State changed: configuring -> configured");
     assert!(
+        last_poll > reload,
+        "the agent did not poll the link's state after its last Reload"
+    );
+    assert!(
         lines[reload..last_poll]
             .iter()
             .any(|l| l.contains(&configured)),
@@ -193,6 +197,8 @@ fn a_failed_probe_puts_the_units_back() {
         "{reason}: {message}"
     );
     assert_eq!(host.file(UNIT0), Some(before));
+    // The rollback's own Reload is the agent's last: it waited for the old units too.
+    assert_waited_for_the_new_units(&host.log_all("networkd.log"), "multinic0");
     assert!(configured(&host, "multinic0"));
     host.networkd_reload();
     host.assert_addresses_stay("multinic0", &["192.0.2.10/24"], "after the rollback");

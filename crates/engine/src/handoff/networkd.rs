@@ -4,7 +4,8 @@
 //! `MACAddress=` (netplan's `PermanentMACAddress=` does not match every NIC, e.g. veth), and
 //! calls `Manager.Reload` (`ReconfigureLink` alone does not re-read files), then
 //! `ReconfigureLink` for each NIC, so waiting for it to be configured waits for the new units.
-//! A rollback puts the units back as they were at `begin` and reloads.
+//! A rollback puts the units back as they were at `begin`, reloads, and waits for the NICs
+//! that had units to be configured with them again.
 
 use super::bus::Bus;
 use super::{HandoffError, HandoffNic, HandoffSettings, NETWORKD, poll};
@@ -28,6 +29,9 @@ pub(super) struct NetworkdRun {
     dir: PathBuf,
     settle: Duration,
     snapshot: Vec<(PathBuf, Option<Vec<u8>>)>,
+    /// The NICs that had a `.network` unit at `begin`: a rollback waits until networkd has
+    /// configured them with it again.
+    had_units: Vec<String>,
 }
 
 impl NetworkdRun {
@@ -39,8 +43,10 @@ impl NetworkdRun {
     ) -> Result<Self, HandoffError> {
         let dir = settings.root.join(UNIT_DIR);
         let mut snapshot = Vec::new();
+        let mut had_units = Vec::new();
         for nic in nics {
-            for path in unit_paths(&dir, &nic.name) {
+            let [network, link] = unit_paths(&dir, &nic.name);
+            for path in [network, link] {
                 let before = match fs::read(&path) {
                     Ok(bytes) => Some(bytes),
                     Err(e) if e.kind() == ErrorKind::NotFound => None,
@@ -48,12 +54,16 @@ impl NetworkdRun {
                 };
                 snapshot.push((path, before));
             }
+            if snapshot[snapshot.len() - 2].1.is_some() {
+                had_units.push(nic.name.clone());
+            }
         }
         Ok(Self {
             bus,
             dir,
             settle: settings.settle_timeout,
             snapshot,
+            had_units,
         })
     }
 
@@ -97,7 +107,11 @@ impl NetworkdRun {
         Ok(link)
     }
 
-    /// Restores the units to what they were at `begin` and reloads networkd.
+    /// Restores the units to what they were at `begin`, reloads networkd and waits until it
+    /// has configured every NIC that had units with them again, as `apply` waits: networkd
+    /// may still be configuring a NIC with the units being rolled back, and it must be done
+    /// with them before the run ends. A NIC that had no units is left to networkd, which
+    /// stops managing it: the kernel revert before this may have renamed it back.
     pub async fn rollback(self) -> Result<(), HandoffError> {
         for (path, before) in &self.snapshot {
             match before {
@@ -105,7 +119,12 @@ impl NetworkdRun {
                 None => remove(path)?,
             }
         }
-        self.reload().await
+        self.reload().await?;
+        for name in &self.had_units {
+            let link = self.reconfigure(name).await?;
+            self.wait_configured(name, &link).await?;
+        }
+        Ok(())
     }
 
     async fn reload(&self) -> Result<(), HandoffError> {
