@@ -32,9 +32,10 @@ const DAEMON_SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
 /// Applies desired NIC state to the network namespace it was connected in.
 pub struct Engine {
     pub(crate) handle: Handle,
-    /// The socket the writes go through, batched per NIC; opened at connect, so it lives in
-    /// the same network namespace as `handle`.
-    writes: std::sync::Mutex<BatchSocket>,
+    /// The engine's own socket: the writes go through it, batched per NIC, and the link
+    /// dump (see `state.rs`). Opened at connect, so it lives in the same network namespace
+    /// as `handle`.
+    pub(crate) socket: std::sync::Mutex<BatchSocket>,
     pub(crate) config: EngineConfig,
     pub(crate) handoff: Box<dyn HostHandoff>,
     interrupt: Interrupt,
@@ -59,10 +60,10 @@ impl Engine {
         }
         let (connection, handle, _) = rtnetlink::new_connection().map_err(EngineError::Connect)?;
         tokio::spawn(connection);
-        let writes = std::sync::Mutex::new(BatchSocket::open().map_err(EngineError::Connect)?);
+        let socket = std::sync::Mutex::new(BatchSocket::open().map_err(EngineError::Connect)?);
         Ok(Self {
             handle,
-            writes,
+            socket,
             config,
             handoff,
             interrupt: Interrupt::default(),
@@ -88,7 +89,12 @@ impl Engine {
 
     /// Reads links, addresses and the owned tables' routes and rules.
     pub async fn read_state(&self) -> Result<KernelState, EngineError> {
-        KernelState::read(&self.handle, &self.config.owned_tables().collect()).await
+        KernelState::read(
+            &self.handle,
+            &self.socket,
+            &self.config.owned_tables().collect(),
+        )
+        .await
     }
 
     /// The owned tables plus the tables `desired` routes into (they may lie outside
@@ -110,7 +116,7 @@ impl Engine {
     }
 
     pub(crate) async fn read_for(&self, desired: &DesiredNode) -> Result<KernelState, EngineError> {
-        KernelState::read(&self.handle, &self.tables_for(desired)?).await
+        KernelState::read(&self.handle, &self.socket, &self.tables_for(desired)?).await
     }
 
     /// MAC -> slot of every link named `multinicN`, for sticky slot allocation
@@ -244,7 +250,7 @@ impl Engine {
             recover::begin(&self.config.root, journal, &plan)?;
         }
         let counters = Counters::new(&self.config, &self.interrupt);
-        let writer = Writer::new(&self.writes, counters.clone(), &self.config.proc_sys);
+        let writer = Writer::new(&self.socket, counters.clone(), &self.config.proc_sys);
         // Snapshot the files, then write them on a thread of their own while the hand-off
         // begins and the kernel changes run, so the disk waits overlap that work: staged
         // (temp file, flush) at once, committed once the hand-off began, unless the kernel

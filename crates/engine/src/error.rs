@@ -18,6 +18,15 @@ pub enum EngineError {
         #[source]
         source: rtnetlink::Error,
     },
+    /// A request on the engine's own netlink socket (the link dump) failed.
+    #[error("netlink {op}: {source}")]
+    NetlinkSocket {
+        /// What was being done, e.g. `dump links`.
+        op: &'static str,
+        /// The socket's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A file under the root could not be read, written or removed.
     #[error("{}: {source}", path.display())]
     Io {
@@ -50,7 +59,7 @@ impl EngineError {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Self::Connect(_) => "connect",
-            Self::Netlink { .. } => "netlink",
+            Self::Netlink { .. } | Self::NetlinkSocket { .. } => "netlink",
             Self::Io { .. } => "io",
             Self::Config(_) => "config",
             Self::Interrupted { .. } => "interrupted",

@@ -2,10 +2,13 @@
 //! `sendmsg` and then collecting their acknowledgements. The kernel handles route-netlink
 //! requests in order, inside the send, so one batch costs one system call plus one read per
 //! answer, where a request-at-a-time exchange costs a round trip (and a wake-up of the
-//! connection task) each.
+//! connection task) each. The same socket reads the link dump, handing each message's bytes
+//! to the caller unparsed (see [`BatchSocket::dump`]).
 
 use netlink_packet_route::RouteNetlinkMessage;
-use rtnetlink::packet_core::{ErrorMessage, NetlinkMessage, NetlinkPayload};
+use rtnetlink::packet_core::{
+    ErrorMessage, NLMSG_DONE, NLMSG_ERROR, NetlinkBuffer, NetlinkMessage, NetlinkPayload,
+};
 use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use std::io;
 
@@ -94,6 +97,64 @@ impl BatchSocket {
             }
         }
         Ok(answers.into_iter().map(Option::flatten).collect())
+    }
+
+    /// Sends the dump request `request` (with `NLM_F_DUMP` set) and hands the payload of each
+    /// message of the answer to `each`, unparsed, until the kernel says the dump is done. The
+    /// caller decodes only what it needs: a fully parsed link message holds every attribute
+    /// the kernel sends (some 50 for a veth), and the whole dump of them was most of a
+    /// re-apply's heap, each of its pages a page fault.
+    pub fn dump(
+        &mut self,
+        mut request: NetlinkMessage<RouteNetlinkMessage>,
+        mut each: impl FnMut(&[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let sequence = self.next_sequence;
+        self.next_sequence = self.next_sequence.wrapping_add(1);
+        request.header.sequence_number = sequence;
+        request.finalize();
+        let mut out = vec![0; request.buffer_len()];
+        request.serialize(&mut out);
+        if self.socket.send(&out, 0)? != out.len() {
+            return Err(io::Error::other("netlink dump request sent in part"));
+        }
+        loop {
+            self.buffer.clear();
+            // The kernel fills the next part of a dump inside each receive (and the first
+            // inside the send), so on this non-blocking socket an empty queue means the
+            // dump ended without its done message.
+            let read = self.socket.recv(&mut self.buffer, 0).map_err(|e| {
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    io::Error::other("netlink dump ended without its done message")
+                } else {
+                    e
+                }
+            })?;
+            let mut rest = &self.buffer[..read.min(self.buffer.len())];
+            while !rest.is_empty() {
+                let message = NetlinkBuffer::new_checked(rest)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                let length = message.length() as usize;
+                if message.sequence_number() == sequence {
+                    match message.message_type() {
+                        NLMSG_DONE => return Ok(()),
+                        NLMSG_ERROR => {
+                            let code = message
+                                .payload()
+                                .first_chunk::<4>()
+                                .map_or(0, |b| i32::from_ne_bytes(*b));
+                            return Err(if code < 0 {
+                                io::Error::from_raw_os_error(-code)
+                            } else {
+                                io::Error::other("netlink dump refused")
+                            });
+                        }
+                        _ => each(message.payload())?,
+                    }
+                }
+                rest = rest.get(length.next_multiple_of(4)..).unwrap_or_default();
+            }
+        }
     }
 }
 

@@ -4,19 +4,28 @@
 //! and rules in the tables multinic owns, plus which links carry a default route.
 
 use crate::error::EngineError;
+use crate::netlink::BatchSocket;
 use crate::sysctl;
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use multinic_api::MacAddress;
 use multinic_netconf::NicSysctls;
 use netlink_packet_route::AddressFamily;
+use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressScope};
-use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo};
+use netlink_packet_route::link::{
+    InfoKind, LinkAttribute, LinkExtentMask, LinkFlags, LinkHeader, LinkInfo, LinkMessage,
+    LinkMessageBuffer,
+};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use netlink_packet_route::rule::{RuleAttribute, RuleMessage};
+use rtnetlink::packet_core::{
+    DecodeError, NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage, NlasIterator, ParseableParametrized,
+};
 use rtnetlink::{Handle, IpVersion};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Mutex;
 
 /// Main routing table id.
 const MAIN_TABLE: u32 = 254;
@@ -152,9 +161,13 @@ impl KernelState {
         self.addresses_of(index).filter(|a| !a.dynamic)
     }
 
-    /// Reads the whole state: links, addresses, and routes/rules of `tables`.
-    pub async fn read(handle: &Handle, tables: &BTreeSet<u32>) -> Result<Self, EngineError> {
-        let links = read_links(handle).await?;
+    /// Reads the whole state: links (on `socket`), addresses, and routes/rules of `tables`.
+    pub(crate) async fn read(
+        handle: &Handle,
+        socket: &Mutex<BatchSocket>,
+        tables: &BTreeSet<u32>,
+    ) -> Result<Self, EngineError> {
+        let links = read_links(socket)?;
         let addresses = read_addresses(handle).await?;
         let mut routes = Vec::new();
         let mut default_route_links = BTreeSet::new();
@@ -194,61 +207,86 @@ impl KernelState {
     }
 }
 
-async fn read_links(handle: &Handle) -> Result<Vec<LinkState>, EngineError> {
+/// The `IFLA_*` attributes (linux/if_link.h) a [`LinkState`] is made of: address, name,
+/// MTU, link, master, link info, AF spec. Only these are decoded.
+const LINK_ATTRIBUTES_READ: [u16; 7] = [1, 3, 4, 5, 10, 18, 26];
+
+/// Every link, from one dump on the engine's own socket: each message is decoded only as far
+/// as [`LINK_ATTRIBUTES_READ`] (rtnetlink would decode and keep every attribute of every
+/// link, some 50 each, before the first is looked at).
+fn read_links(socket: &Mutex<BatchSocket>) -> Result<Vec<LinkState>, EngineError> {
+    let failed = |source| EngineError::NetlinkSocket {
+        op: "dump links",
+        source,
+    };
     // Without the packet counters (`RTEXT_FILTER_SKIP_STATS`, as `ip link` asks): every link
     // message then carries only what the planner reads, and the kernel fills less.
-    let mut request = handle.link().get();
-    request
-        .message_mut()
+    let mut message = LinkMessage::default();
+    message
         .attributes
         .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
-    let msgs: Vec<_> = request
-        .execute()
-        .try_collect()
-        .await
-        .map_err(|e| EngineError::netlink("dump links", e))?;
-    let mut links: Vec<LinkState> = msgs
-        .iter()
-        .map(|msg| {
-            let mut link = LinkState {
-                index: msg.header.index,
-                name: String::new(),
-                mac: None,
-                mtu: 0,
-                up: msg.header.flags.contains(LinkFlags::Up),
-                master: None,
-                lower: None,
-                kind: None,
-                sysctls: None,
-                ipv6: None,
-            };
-            for attr in &msg.attributes {
-                match attr {
-                    LinkAttribute::IfName(n) => link.name = n.clone(),
-                    LinkAttribute::Address(a) => {
-                        link.mac = <[u8; 6]>::try_from(a.as_slice()).ok().map(MacAddress)
-                    }
-                    LinkAttribute::Mtu(m) => link.mtu = *m,
-                    LinkAttribute::Controller(m) => link.master = Some(*m),
-                    LinkAttribute::Link(l) => link.lower = Some(*l),
-                    LinkAttribute::LinkInfo(infos) => {
-                        link.kind = infos.iter().find_map(|i| match i {
-                            LinkInfo::Kind(k) => Some(kind_name(k)),
-                            _ => None,
-                        })
-                    }
-                    LinkAttribute::AfSpecUnspec(spec) => {
-                        link.sysctls = sysctl::from_af_spec(spec);
-                        link.ipv6 = sysctl::ipv6_from_af_spec(spec);
-                    }
-                    _ => {}
-                }
-            }
-            link
+    let mut request = NetlinkMessage::from(RouteNetlinkMessage::GetLink(message));
+    request.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    let mut links = Vec::new();
+    socket
+        .lock()
+        .map_err(|e| failed(std::io::Error::other(e.to_string())))?
+        .dump(request, |payload| {
+            let link = link_state(payload)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+            links.push(link);
+            Ok(())
         })
-        .collect();
+        .map_err(failed)?;
     links.sort_by_key(|l| l.index);
     Ok(links)
+}
+
+/// One link from the payload of an `RTM_NEWLINK` message.
+fn link_state(payload: &[u8]) -> Result<LinkState, DecodeError> {
+    let header = LinkHeader::parse(payload)?;
+    let mut link = LinkState {
+        index: header.index,
+        name: String::new(),
+        mac: None,
+        mtu: 0,
+        up: header.flags.contains(LinkFlags::Up),
+        master: None,
+        lower: None,
+        kind: None,
+        sysctls: None,
+        ipv6: None,
+    };
+    let attributes = payload
+        .get(size_of::<LinkMessageBuffer>()..)
+        .unwrap_or_default();
+    for nla in NlasIterator::new(attributes) {
+        let nla = nla?;
+        if !LINK_ATTRIBUTES_READ.contains(&nla.kind()) {
+            continue;
+        }
+        match LinkAttribute::parse_with_param(&nla, header.interface_family)? {
+            LinkAttribute::IfName(n) => link.name = n,
+            LinkAttribute::Address(a) => {
+                link.mac = <[u8; 6]>::try_from(a.as_slice()).ok().map(MacAddress)
+            }
+            LinkAttribute::Mtu(m) => link.mtu = m,
+            LinkAttribute::Controller(m) => link.master = Some(m),
+            LinkAttribute::Link(l) => link.lower = Some(l),
+            LinkAttribute::LinkInfo(infos) => {
+                link.kind = infos.iter().find_map(|i| match i {
+                    LinkInfo::Kind(k) => Some(kind_name(k)),
+                    _ => None,
+                })
+            }
+            LinkAttribute::AfSpecUnspec(spec) => {
+                link.sysctls = sysctl::from_af_spec(&spec);
+                link.ipv6 = sysctl::ipv6_from_af_spec(&spec);
+            }
+            _ => {}
+        }
+    }
+    Ok(link)
 }
 
 fn kind_name(kind: &InfoKind) -> String {
@@ -410,4 +448,44 @@ fn parse_rule(msg: &RuleMessage) -> Option<RuleEntry> {
 /// `fe80::/10`: the link-local network every IPv6 link routes.
 fn is_link_local(net: &IpNet) -> bool {
     matches!(net, IpNet::V6(v6) if (v6.addr().segments()[0] & 0xffc0) == 0xfe80)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The dump on the engine's own socket finds every link of this namespace (as `/sys`
+    /// lists them) with its index, MTU and MAC; it only reads.
+    #[test]
+    fn the_link_dump_reads_every_link_as_sys_lists_it() {
+        let socket = Mutex::new(BatchSocket::open().expect("route netlink socket"));
+        let links = read_links(&socket).expect("link dump");
+        let sys = std::fs::read_dir("/sys/class/net").expect("/sys/class/net");
+        let mut names = Vec::new();
+        for entry in sys {
+            let name = entry
+                .expect("entry")
+                .file_name()
+                .into_string()
+                .expect("name");
+            let read = |what: &str| {
+                std::fs::read_to_string(format!("/sys/class/net/{name}/{what}"))
+                    .expect(what)
+                    .trim()
+                    .to_owned()
+            };
+            let link = links
+                .iter()
+                .find(|l| l.name == name)
+                .unwrap_or_else(|| panic!("{name} is not in the dump: {links:?}"));
+            assert_eq!(link.index.to_string(), read("ifindex"), "{name}");
+            assert_eq!(link.mtu.to_string(), read("mtu"), "{name}");
+            if let Some(mac) = link.mac {
+                assert_eq!(mac.to_string(), read("address"), "{name}");
+            }
+            names.push(name);
+        }
+        assert_eq!(links.len(), names.len(), "{links:?}");
+        assert!(links.windows(2).all(|w| w[0].index < w[1].index));
+    }
 }
