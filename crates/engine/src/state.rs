@@ -1,4 +1,5 @@
-//! The kernel's current network state as multinic sees it, read straight over rtnetlink:
+//! The kernel's current network state as multinic sees it, read straight over netlink (the
+//! links on the engine's own socket, the rest through rtnetlink):
 //! links (name, MAC, MTU, up, master, lower device, kind, IPv4 and IPv6 devconf), global
 //! addresses with their DAD and lifetime flags, and the routes
 //! and rules in the tables multinic owns, plus which links carry a default route.
