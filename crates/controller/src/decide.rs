@@ -210,6 +210,14 @@ pub fn decide(o: &Observed<'_>) -> Action {
 
     if let Some(job) = o.jobs.iter().find(|j| !j.phase.finished()) {
         let current = job.action == AgentAction::Apply && job.generation == Some(o.generation);
+        let refused = state == Some(NodeConfigState::Failed)
+            && status.and_then(ready_reason) == Some(StateReason::JobRejected)
+            && status.and_then(|s| s.last_job_name.as_deref()) == Some(job.name.as_str());
+        if current && refused {
+            // Status already says its Pod was refused; only deleting it is left (that failed
+            // last time). Adopting it would write InProgress, then Failed again, and so on.
+            return Action::DeleteJob(job.name.clone());
+        }
         if current && recording != Some(job.name.as_str()) {
             // The Job exists but status does not say so (e.g. the controller restarted
             // between creating it and writing status).

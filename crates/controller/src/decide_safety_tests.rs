@@ -113,6 +113,29 @@ fn a_rejected_job_is_tried_again_only_after_the_longest_backoff() {
 }
 
 #[test]
+fn a_refused_job_that_could_not_be_deleted_is_deleted_not_adopted() {
+    let mut case = Case::new();
+    case.status = Some(failed_with(StateReason::JobRejected, 1));
+    // The Job status names: its deletion failed after the Failed status was written.
+    case.jobs = vec![super::tests::job("job-a1", 2, 1, JobPhase::Running)];
+    assert_eq!(case.decide(), Action::DeleteJob("job-a1".into()));
+    // Another running Job of this generation is still adopted, as after a restart.
+    case.jobs = vec![super::tests::job("job-a2", 2, 2, JobPhase::Running)];
+    assert!(
+        matches!(
+            case.decide(),
+            Action::Start {
+                job_exists: true,
+                attempt: 2,
+                ..
+            }
+        ),
+        "{:?}",
+        case.decide()
+    );
+}
+
+#[test]
 fn a_spent_rollout_budget_pauses_changed_resources_not_retries() {
     let mut case = Case::new();
     case.rollout_paused = Some(crate::fleet::Spent {
