@@ -158,19 +158,17 @@ pub fn decide(o: &Observed<'_>) -> Action {
     let status = o.status;
     let observed_here = status.and_then(|s| s.observed_generation) == Some(o.generation);
     let state = status.and_then(|s| s.state).filter(|_| observed_here);
-    let recording = status
-        .filter(|_| state == Some(NodeConfigState::InProgress))
+    let last_job = status
+        .filter(|_| observed_here)
         .and_then(|s| s.last_job_name.as_deref());
+    let recording = last_job.filter(|_| state == Some(NodeConfigState::InProgress));
 
     // Finished Jobs first: a result this generation still waits for is recorded, any other
     // Job is only deleted, so a Job of an older generation (or a result already recorded, or
     // an attempt status has moved past) never writes status.
     if let Some(job) = o.jobs.iter().find(|j| j.phase.finished()) {
         let current = job.action == AgentAction::Apply && job.generation == Some(o.generation);
-        let mentioned = status
-            .filter(|_| observed_here)
-            .and_then(|s| s.last_job_name.as_deref())
-            == Some(job.name.as_str());
+        let mentioned = last_job == Some(job.name.as_str());
         let wanted = current
             && match (mentioned, state) {
                 // Status names this Job: record it unless that happened already.
@@ -212,7 +210,7 @@ pub fn decide(o: &Observed<'_>) -> Action {
         let current = job.action == AgentAction::Apply && job.generation == Some(o.generation);
         let refused = state == Some(NodeConfigState::Failed)
             && status.and_then(ready_reason) == Some(StateReason::JobRejected)
-            && status.and_then(|s| s.last_job_name.as_deref()) == Some(job.name.as_str());
+            && last_job == Some(job.name.as_str());
         if current && refused {
             // Status already says its Pod was refused; only deleting it is left (that failed
             // last time). Adopting it would write InProgress, then Failed again, and so on.
