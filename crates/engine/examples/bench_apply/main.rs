@@ -13,8 +13,9 @@
 //! the driver makes a fresh namespace with 10 veth NICs and starts a small timer inside it
 //! (`ip netns exec`), which times the contender's whole process(es) from spawn to exit, so
 //! the cost of entering the namespace is not counted for anyone. Each agent also runs once
-//! more per run, untimed, with debug logs in JSON, to place its phases (see `phases.rs`).
-//! Namespaces are deleted afterwards.
+//! more per run, untimed, with debug logs in JSON, to place its phases (see `phases.rs`), and
+//! the last agent once more with its whole node root on tmpfs, to show the disk's share.
+//! Namespaces are deleted afterwards, their veth pairs first (see `netns.rs`).
 
 mod inner;
 mod netns;
@@ -200,6 +201,33 @@ fn median(mut v: Vec<Duration>) -> f64 {
     v[v.len() / 2].as_secs_f64() * 1000.0
 }
 
+/// What every agent run shares: the timer, where it leaves its results, the work folder and
+/// the spec.
+struct AgentRun<'a> {
+    exe: &'a str,
+    out: &'a Path,
+    work: &'a Path,
+    spec: &'a str,
+}
+
+/// Times `agent` (fresh apply, then re-apply) in `ns` with its node root at `root` and `extra`
+/// in its environment, and checks that it configured every NIC and then changed nothing.
+fn run_agent(
+    ns: &Netns,
+    ctx: &AgentRun,
+    agent: &str,
+    root: &Path,
+    extra: &[(&str, &str)],
+) -> Res<[Timed; 2]> {
+    let mut argv = agent_env(ctx.spec, root, ctx.work, extra);
+    argv.extend([agent.to_owned(), "agent".to_owned()]);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let timed = ns.time(ctx.exe, ctx.out, &argv, &argv)?;
+    ns.assert_configured("multinic")?;
+    check_report(root, "Unchanged")?;
+    Ok(timed)
+}
+
 /// Checks a report the agent wrote: no error, every NIC with `reason`.
 fn check_report(root: &Path, reason: &str) -> Res<()> {
     let text = std::fs::read_to_string(root.join("termination-log"))?;
@@ -260,6 +288,13 @@ fn drive(runs: usize, nmstatectl: &Path, agents: &[(String, PathBuf)]) -> Res<()
         .then(|| PathBuf::from(format!("/dev/shm/mnb-{}", std::process::id())));
     let out = work.join("out");
     std::fs::create_dir_all(&out)?;
+    let ctx = AgentRun {
+        exe,
+        out: &out,
+        work: &work,
+        spec: &spec_text,
+    };
+    let mut agent_tmpfs = Series::default();
     for run in 0..runs {
         // Each run starts with another agent: with a fixed order, the first agent of every
         // run measured up to 1.4x slower on the fresh apply than the second, whichever binary
@@ -269,13 +304,7 @@ fn drive(runs: usize, nmstatectl: &Path, agents: &[(String, PathBuf)]) -> Res<()
             let agent = agents[a].1.to_str().ok_or("agent path")?;
             let ns = Netns::new(&format!("{run}-a{a}"))?;
             let root = node_root(&work, shm.as_deref(), &format!("{run}-a{a}"))?;
-            let mut argv = agent_env(&spec_text, &root, &work, &[]);
-            argv.extend([agent.to_owned(), "agent".to_owned()]);
-            let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-            let timed = ns.time(exe, &out, &argv, &argv)?;
-            ns.assert_configured("multinic")?;
-            check_report(&root, "Unchanged")?;
-            agent_series[a].push(timed);
+            agent_series[a].push(run_agent(&ns, &ctx, agent, &root, &[])?);
             drop(ns);
 
             // Untimed: the same with debug logs in JSON, to place the phases.
@@ -288,12 +317,20 @@ fn drive(runs: usize, nmstatectl: &Path, agents: &[(String, PathBuf)]) -> Res<()
                 ),
                 ("MULTINIC_LOG_FORMAT", "json"),
             ];
-            let mut argv = agent_env(&spec_text, &root, &work, &logs);
-            argv.extend([agent.to_owned(), "agent".to_owned()]);
-            let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-            let [fresh, again] = ns.time(exe, &out, &argv, &argv)?;
+            let [fresh, again] = run_agent(&ns, &ctx, agent, &root, &logs)?;
             agent_phases[a][0].add(&fresh);
             agent_phases[a][1].add(&again);
+        }
+
+        // The last agent once more with its whole root on tmpfs: its own time, without the
+        // disk's share (the persistent files' flushes).
+        if let (Some(shm), Some((_, agent))) = (&shm, agents.last()) {
+            let ns = Netns::new(&format!("{run}-at"))?;
+            let root = shm.join(format!("root-{run}-at"));
+            std::fs::create_dir_all(&root)?;
+            std::fs::write(root.join("termination-log"), "")?;
+            let agent = agent.to_str().ok_or("agent path")?;
+            agent_tmpfs.push(run_agent(&ns, &ctx, agent, &root, &[])?);
         }
 
         let ns = Netns::new(&format!("{run}-e"))?;
@@ -393,6 +430,12 @@ fn drive(runs: usize, nmstatectl: &Path, agents: &[(String, PathBuf)]) -> Res<()
     };
     for ((label, _), series) in agents.iter().zip(&agent_series) {
         row(&format!("{label} (`multinic agent`, job mode)"), series);
+    }
+    if let (false, Some((label, _))) = (agent_tmpfs.fresh.is_empty(), agents.last()) {
+        row(
+            &format!("{label}, its root on tmpfs (no disk waits)"),
+            &agent_tmpfs,
+        );
     }
     row("multinic-engine (library, one process)", &engine);
     if !tmpfs.fresh.is_empty() {

@@ -35,16 +35,7 @@ impl Netns {
                 mac(k)
             ));
         }
-        let mut child = Command::new("ip")
-            .args(["-n", &ns.0, "-batch", "-"])
-            .stdin(Stdio::piped())
-            .spawn()?;
-        child
-            .stdin
-            .take()
-            .ok_or("stdin")?
-            .write_all(batch.as_bytes())?;
-        check(child.wait()?)?;
+        self::batch(&ns.0, &batch)?;
         Ok(ns)
     }
 
@@ -100,8 +91,31 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        // Delete the veth pairs first, and wait for it: `ip link del` returns once the
+        // kernel unregistered them. Left to `ip netns del`, they are unregistered later by
+        // the kernel's namespace cleanup, which takes the RTNL lock and can overlap the next
+        // contender's writes (two paired invocations: the agent's re-apply 1.87-1.93 ms this
+        // way, 2.19-2.21 ms before).
+        let links = (0..NICS)
+            .map(|k| format!("link del peer{k}\n"))
+            .collect::<String>();
+        let _ = batch(&self.0, &links);
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
+}
+
+/// Runs `commands` with one `ip -batch` in namespace `ns`.
+fn batch(ns: &str, commands: &str) -> Res<()> {
+    let mut child = Command::new("ip")
+        .args(["-n", ns, "-batch", "-"])
+        .stdin(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .ok_or("stdin")?
+        .write_all(commands.as_bytes())?;
+    check(child.wait()?)
 }
 
 pub fn check(status: std::process::ExitStatus) -> Res<()> {
