@@ -68,6 +68,13 @@ fn spec_source_configures_reapplies_unchanged_then_cleans_up() {
         "report is logged: {}",
         run.stderr
     );
+    // stderr is a pipe, as a container runtime gives it: plain text, no terminal colours
+    // (`kubectl logs` would show their escape codes).
+    assert!(
+        !run.stderr.contains('\u{1b}'),
+        "terminal escape codes in a piped log: {:?}",
+        run.stderr
+    );
 
     // Same spec again: nothing to do.
     let again = run_agent(&ns, root.path(), &[], &env);

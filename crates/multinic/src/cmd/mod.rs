@@ -1,5 +1,7 @@
 //! Subcommand implementations and the process-wide setup they share (logging).
 
+use std::io::IsTerminal;
+
 pub mod agent;
 #[cfg(feature = "dev-tools")]
 pub mod bench;
@@ -25,8 +27,11 @@ pub enum LogFormat {
 pub fn init_logging(filter: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only for a person at a terminal: a Pod's stderr is a pipe, and `kubectl logs`
+    // would show the escape codes.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
