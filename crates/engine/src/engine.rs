@@ -1,4 +1,4 @@
-//! The [`Engine`]: one rtnetlink connection plus configuration and a host hand-off, and the
+//! The [`Engine`]: one netlink socket plus configuration and a host hand-off, and the
 //! run that ties plan, apply, verify, files, hand-off, probe and revert together.
 
 use crate::apply::{Counters, Writer};
@@ -21,7 +21,6 @@ use crate::verify::Failure;
 use futures::future::join_all;
 use multinic_api::{InterfaceReason, MacAddress};
 use multinic_netconf::{DesiredNode, OwnedFile, render};
-use rtnetlink::Handle;
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 
@@ -31,10 +30,9 @@ const DAEMON_SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Applies desired NIC state to the network namespace it was connected in.
 pub struct Engine {
-    pub(crate) handle: Handle,
-    /// The engine's own socket: the writes go through it, batched per NIC, and the link
-    /// dump (see `state.rs`). Opened at connect, so it lives in the same network namespace
-    /// as `handle`.
+    /// The engine's netlink socket: the writes go through it, batched per NIC, and the
+    /// state's dumps (see `state.rs`). Opened at connect, so it lives in the network
+    /// namespace the engine was connected in.
     pub(crate) socket: std::sync::Mutex<BatchSocket>,
     pub(crate) config: EngineConfig,
     pub(crate) handoff: Box<dyn HostHandoff>,
@@ -42,8 +40,7 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Opens a netlink socket in the current network namespace and spawns its driver on the
-    /// current Tokio runtime (call from inside one).
+    /// Opens a netlink socket in the current network namespace.
     pub fn connect(
         config: EngineConfig,
         handoff: Box<dyn HostHandoff>,
@@ -58,11 +55,8 @@ impl Engine {
             );
             config.ipv6_runtime = false;
         }
-        let (connection, handle, _) = rtnetlink::new_connection().map_err(EngineError::Connect)?;
-        tokio::spawn(connection);
         let socket = std::sync::Mutex::new(BatchSocket::open().map_err(EngineError::Connect)?);
         Ok(Self {
-            handle,
             socket,
             config,
             handoff,
@@ -89,12 +83,7 @@ impl Engine {
 
     /// Reads links, addresses and the owned tables' routes and rules.
     pub async fn read_state(&self) -> Result<KernelState, EngineError> {
-        KernelState::read(
-            &self.handle,
-            &self.socket,
-            &self.config.owned_tables().collect(),
-        )
-        .await
+        KernelState::read(&self.socket, &self.config.owned_tables().collect())
     }
 
     /// The owned tables plus the tables `desired` routes into (they may lie outside
@@ -116,7 +105,7 @@ impl Engine {
     }
 
     pub(crate) async fn read_for(&self, desired: &DesiredNode) -> Result<KernelState, EngineError> {
-        KernelState::read(&self.handle, &self.socket, &self.tables_for(desired)?).await
+        KernelState::read(&self.socket, &self.tables_for(desired)?)
     }
 
     /// MAC -> slot of every link named `multinicN`, for sticky slot allocation

@@ -1,7 +1,7 @@
 //! Node apply engine: read kernel network state over netlink, plan, apply, persist files, verify, revert.
 //!
 //! ```text
-//! desired (DesiredNode) + kernel state (rtnetlink dumps) + multinic's files
+//! desired (DesiredNode) + kernel state (netlink dumps) + multinic's files
 //!     -> Plan (explicit changes; Display for dry-run/logs)
 //!     -> apply (netlink writes, counted) -> verify (re-read, brief retries)
 //!     -> files (atomic) -> host hand-off -> optional TCP probe

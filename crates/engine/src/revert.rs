@@ -109,7 +109,7 @@ impl Engine {
             .chain(plan.nics.iter().flat_map(|n| n.changes.iter()))
             .filter_map(Change::link_index)
             .collect();
-        let current = KernelState::read(&self.handle, &self.socket, tables).await?;
+        let current = KernelState::read(&self.socket, tables)?;
         let changes = revert_changes(snapshot, &current, &touched);
         tracing::info!(changes = changes.len(), "reverting kernel state");
         let kernel = writer.execute(&changes).await.map_err(|(_, e)| e);

@@ -1,5 +1,5 @@
-//! The kernel's current network state as multinic sees it, read straight over netlink (the
-//! links on the engine's own socket, the rest through rtnetlink):
+//! The kernel's current network state as multinic sees it, read with four dumps on the
+//! engine's own netlink socket:
 //! links (name, MAC, MTU, up, master, lower device, kind, IPv4 and IPv6 devconf), global
 //! addresses with their DAD and lifetime flags, and the routes
 //! and rules in the tables multinic owns, plus which links carry a default route.
@@ -7,13 +7,12 @@
 use crate::error::EngineError;
 use crate::netlink::BatchSocket;
 use crate::sysctl;
-use futures::TryStreamExt;
 use ipnet::IpNet;
 use multinic_api::MacAddress;
 use multinic_netconf::NicSysctls;
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::RouteNetlinkMessage;
-use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressScope};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
     InfoKind, LinkAttribute, LinkExtentMask, LinkFlags, LinkHeader, LinkInfo, LinkMessage,
     LinkMessageBuffer,
@@ -21,9 +20,9 @@ use netlink_packet_route::link::{
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use netlink_packet_route::rule::{RuleAttribute, RuleMessage};
 use rtnetlink::packet_core::{
-    DecodeError, NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage, NlasIterator, ParseableParametrized,
+    DecodeError, NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage, NlasIterator, Parseable,
+    ParseableParametrized,
 };
-use rtnetlink::{Handle, IpVersion};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Mutex;
@@ -162,20 +161,28 @@ impl KernelState {
         self.addresses_of(index).filter(|a| !a.dynamic)
     }
 
-    /// Reads the whole state: links (on `socket`), addresses, and routes/rules of `tables`.
-    pub(crate) async fn read(
-        handle: &Handle,
+    /// Reads the whole state: links, addresses, and routes/rules of `tables`, each message
+    /// decoded as it arrives and only what is kept held.
+    pub(crate) fn read(
         socket: &Mutex<BatchSocket>,
         tables: &BTreeSet<u32>,
     ) -> Result<Self, EngineError> {
-        let links = read_links(socket)?;
-        let addresses = read_addresses(handle).await?;
+        let mut socket = socket.lock().map_err(|e| EngineError::NetlinkSocket {
+            op: "lock the netlink socket",
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let links = read_links(&mut socket)?;
+        let addresses = read_addresses(&mut socket)?;
         let mut routes = Vec::new();
         let mut default_route_links = BTreeSet::new();
         let mut main_network_routes = BTreeSet::new();
-        for msg in dump_routes(handle).await? {
+        // Every route of every family in one dump (`AF_UNSPEC`: the kernel walks the IPv4
+        // and IPv6 tables, and the multicast ones, which `parse_route` skips).
+        let all_routes = RouteNetlinkMessage::GetRoute(RouteMessage::default());
+        dump(&mut socket, "dump routes", all_routes, |payload| {
+            let msg = RouteMessage::parse(payload)?;
             let Some(route) = parse_route(&msg) else {
-                continue;
+                return Ok(());
             };
             if route.table == MAIN_TABLE && route.destination.prefix_len() == 0 {
                 default_route_links.extend(route_oifs(&msg));
@@ -188,13 +195,19 @@ impl KernelState {
             if tables.contains(&route.table) {
                 routes.push(route);
             }
-        }
-        let mut rules: Vec<RuleEntry> = dump_rules(handle)
-            .await?
-            .iter()
-            .filter_map(parse_rule)
-            .filter(|r| tables.contains(&r.table))
-            .collect();
+            Ok(())
+        })?;
+        // Every policy rule of every family in one dump (`AF_UNSPEC`), as for routes.
+        let mut rules = Vec::new();
+        let all_rules = RouteNetlinkMessage::GetRule(RuleMessage::default());
+        dump(&mut socket, "dump rules", all_rules, |payload| {
+            if let Some(rule) = parse_rule(&RuleMessage::parse(payload)?)
+                && tables.contains(&rule.table)
+            {
+                rules.push(rule);
+            }
+            Ok(())
+        })?;
         routes.sort();
         rules.sort();
         Ok(Self {
@@ -212,33 +225,43 @@ impl KernelState {
 /// MTU, link, master, link info, AF spec. Only these are decoded.
 const LINK_ATTRIBUTES_READ: [u16; 7] = [1, 3, 4, 5, 10, 18, 26];
 
-/// Every link, from one dump on the engine's own socket: each message is decoded only as far
-/// as [`LINK_ATTRIBUTES_READ`] (rtnetlink would decode and keep every attribute of every
-/// link, some 50 each, before the first is looked at).
-fn read_links(socket: &Mutex<BatchSocket>) -> Result<Vec<LinkState>, EngineError> {
-    let failed = |source| EngineError::NetlinkSocket {
-        op: "dump links",
-        source,
-    };
+/// Sends the dump request `message` and hands each answer's payload to `each`; a payload
+/// that does not decode fails the dump.
+fn dump(
+    socket: &mut BatchSocket,
+    op: &'static str,
+    message: RouteNetlinkMessage,
+    mut each: impl FnMut(&[u8]) -> Result<(), DecodeError>,
+) -> Result<(), EngineError> {
+    let mut request = NetlinkMessage::from(message);
+    request.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    socket
+        .dump(request, |payload| {
+            each(payload)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+        })
+        .map_err(|source| EngineError::NetlinkSocket { op, source })
+}
+
+/// Every link: each message is decoded only as far as [`LINK_ATTRIBUTES_READ`] (a full
+/// decode holds every attribute of every link, some 50 each, before the first is looked at).
+fn read_links(socket: &mut BatchSocket) -> Result<Vec<LinkState>, EngineError> {
     // Without the packet counters (`RTEXT_FILTER_SKIP_STATS`, as `ip link` asks): every link
     // message then carries only what the planner reads, and the kernel fills less.
     let mut message = LinkMessage::default();
     message
         .attributes
         .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
-    let mut request = NetlinkMessage::from(RouteNetlinkMessage::GetLink(message));
-    request.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
     let mut links = Vec::new();
-    socket
-        .lock()
-        .map_err(|e| failed(std::io::Error::other(e.to_string())))?
-        .dump(request, |payload| {
-            let link = link_state(payload)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
-            links.push(link);
+    dump(
+        socket,
+        "dump links",
+        RouteNetlinkMessage::GetLink(message),
+        |payload| {
+            links.push(link_state(payload)?);
             Ok(())
-        })
-        .map_err(failed)?;
+        },
+    )?;
     links.sort_by_key(|l| l.index);
     Ok(links)
 }
@@ -297,18 +320,14 @@ fn kind_name(kind: &InfoKind) -> String {
     }
 }
 
-async fn read_addresses(handle: &Handle) -> Result<Vec<AddressState>, EngineError> {
-    let msgs: Vec<_> = handle
-        .address()
-        .get()
-        .execute()
-        .try_collect()
-        .await
-        .map_err(|e| EngineError::netlink("dump addresses", e))?;
+/// Every global address of every family (`AF_UNSPEC`).
+fn read_addresses(socket: &mut BatchSocket) -> Result<Vec<AddressState>, EngineError> {
     let mut out = Vec::new();
-    for msg in msgs {
+    let all = RouteNetlinkMessage::GetAddress(AddressMessage::default());
+    dump(socket, "dump addresses", all, |payload| {
+        let msg = AddressMessage::parse(payload)?;
         if msg.header.scope != AddressScope::Universe {
-            continue;
+            return Ok(());
         }
         let mut local = None;
         let mut address = None;
@@ -324,7 +343,7 @@ async fn read_addresses(handle: &Handle) -> Result<Vec<AddressState>, EngineErro
         // IFA_LOCAL is the interface's own address; IFA_ADDRESS is the peer on
         // point-to-point links and equal to it otherwise (IPv6 sends only IFA_ADDRESS).
         let Some(ip) = local.or(address) else {
-            continue;
+            return Ok(());
         };
         if let Ok(net) = IpNet::new(ip, msg.header.prefix_len) {
             // IPv6 addresses the kernel made from router advertisements expire (no
@@ -342,32 +361,10 @@ async fn read_addresses(handle: &Handle) -> Result<Vec<AddressState>, EngineErro
                 dad_failed: flags.contains(AddressFlags::Dadfailed),
             });
         }
-    }
+        Ok(())
+    })?;
     out.sort();
     Ok(out)
-}
-
-/// Every route of every family in one dump (`AF_UNSPEC`: the kernel walks the IPv4 and IPv6
-/// tables, and the multicast ones, which [`parse_route`] skips), one round trip instead of two.
-async fn dump_routes(handle: &Handle) -> Result<Vec<RouteMessage>, EngineError> {
-    handle
-        .route()
-        .get(RouteMessage::default())
-        .execute()
-        .try_collect()
-        .await
-        .map_err(|e| EngineError::netlink("dump routes", e))
-}
-
-/// Every policy rule of every family in one dump (`AF_UNSPEC`), as for routes.
-async fn dump_rules(handle: &Handle) -> Result<Vec<RuleMessage>, EngineError> {
-    let mut request = handle.rule().get(IpVersion::V4);
-    request.message_mut().header.family = AddressFamily::Unspec;
-    request
-        .execute()
-        .try_collect()
-        .await
-        .map_err(|e| EngineError::netlink("dump rules", e))
 }
 
 fn route_ip(addr: &RouteAddress) -> Option<IpAddr> {
@@ -459,8 +456,8 @@ mod tests {
     /// lists them) with its index, MTU and MAC; it only reads.
     #[test]
     fn the_link_dump_reads_every_link_as_sys_lists_it() {
-        let socket = Mutex::new(BatchSocket::open().expect("route netlink socket"));
-        let links = read_links(&socket).expect("link dump");
+        let mut socket = BatchSocket::open().expect("route netlink socket");
+        let links = read_links(&mut socket).expect("link dump");
         let sys = std::fs::read_dir("/sys/class/net").expect("/sys/class/net");
         let mut names = Vec::new();
         for entry in sys {
