@@ -131,8 +131,8 @@ struct Batch {
 }
 
 impl<'a> Writer<'a> {
-    /// Writes through `socket`, the engine's own (the rtnetlink connection only reads), which
-    /// sends each NIC's changes as one batch.
+    /// Writes through `socket`, the engine's own, which sends each NIC's changes as one
+    /// batch.
     pub fn new(
         socket: &'a Mutex<BatchSocket>,
         counters: Arc<Counters>,

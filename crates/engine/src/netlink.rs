@@ -1,9 +1,9 @@
-//! A plain rtnetlink socket for the engine's writes, sending a batch of requests in one
-//! `sendmsg` and then collecting their acknowledgements. The kernel handles route-netlink
+//! The engine's one route-netlink socket: its writes go as a batch of requests in one
+//! `sendmsg`, then their acknowledgements are collected. The kernel handles route-netlink
 //! requests in order, inside the send, so one batch costs one system call plus one read per
-//! answer, where a request-at-a-time exchange costs a round trip (and a wake-up of the
-//! connection task) each. The same socket reads the link dump, handing each message's bytes
-//! to the caller unparsed (see [`BatchSocket::dump`]).
+//! answer, where a request-at-a-time exchange costs a round trip each. The same socket reads
+//! the state's dumps (links, addresses, routes, rules), handing each message's bytes to the
+//! caller unparsed (see [`BatchSocket::dump`]).
 
 use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_core::{
