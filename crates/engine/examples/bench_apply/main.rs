@@ -326,9 +326,8 @@ fn drive(runs: usize, nmstatectl: &Path, agents: &[(String, PathBuf)]) -> Res<()
         // disk's share (the persistent files' flushes).
         if let (Some(shm), Some((_, agent))) = (&shm, agents.last()) {
             let ns = Netns::new(&format!("{run}-at"))?;
-            let root = shm.join(format!("root-{run}-at"));
-            std::fs::create_dir_all(&root)?;
-            std::fs::write(root.join("termination-log"), "")?;
+            // `run/` needs no link of its own: the whole root is on tmpfs.
+            let root = node_root(shm, None, &format!("{run}-at"))?;
             let agent = agent.to_str().ok_or("agent path")?;
             agent_tmpfs.push(run_agent(&ns, &ctx, agent, &root, &[])?);
         }
