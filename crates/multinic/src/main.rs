@@ -3,6 +3,7 @@
 mod cmd;
 
 use clap::{Parser, Subcommand};
+use cmd::deferred::Deferred;
 use std::process::ExitCode;
 
 /// multinic configures the secondary NICs of Kubernetes nodes that are OpenStack VMs.
@@ -38,24 +39,24 @@ enum Command {
     /// Print the MultiNicNodeConfig CustomResourceDefinition as YAML.
     Crd,
     /// Check MultiNicNodeConfig YAML files; one line per problem, exit 1 if any.
-    Validate(cmd::validate::ValidateArgs),
+    Validate(Deferred<cmd::validate::ValidateArgs>),
     /// Configure this node's secondary NICs (job or service mode); see `multinic agent --help`.
-    Agent(Box<cmd::agent::AgentArgs>),
+    Agent(Deferred<Box<cmd::agent::AgentArgs>>),
     /// Print (or write under --root) the persistent network files for a MultiNicNodeConfig.
-    Render(cmd::render::RenderArgs),
+    Render(Deferred<cmd::render::RenderArgs>),
     /// Reconcile MultiNicNodeConfigs into agent Jobs and status (the in-cluster controller).
-    Controller(Box<cmd::controller::ControllerArgs>),
+    Controller(Deferred<Box<cmd::controller::ControllerArgs>>),
     /// Run the whole system on this machine: simulator, controller, agents in network
     /// namespaces; configure, change and clean up NICs, showing each step.
     #[cfg(feature = "dev-tools")]
-    Demo(cmd::demo::DemoArgs),
+    Demo(Deferred<cmd::demo::DemoArgs>),
     /// Benchmarks, e.g. `multinic bench scale --nodes 1000,10000`.
     #[cfg(feature = "dev-tools")]
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
     /// Run an in-memory Kubernetes API server and node simulator on 127.0.0.1 until interrupted.
     #[cfg(feature = "dev-tools")]
-    Sim(cmd::sim::SimArgs),
+    Sim(Deferred<cmd::sim::SimArgs>),
 }
 
 fn main() -> ExitCode {
@@ -66,16 +67,16 @@ fn main() -> ExitCode {
             print!("{}", multinic_api::crd_yaml());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Validate(args) => cmd::validate::run(&args),
-        Command::Agent(args) => cmd::agent::run(*args),
-        Command::Render(args) => cmd::render::run(&args),
-        Command::Controller(args) => cmd::controller::run(&args),
+        Command::Validate(Deferred(args)) => cmd::validate::run(&args),
+        Command::Agent(Deferred(args)) => cmd::agent::run(*args),
+        Command::Render(Deferred(args)) => cmd::render::run(&args),
+        Command::Controller(Deferred(args)) => cmd::controller::run(&args),
         #[cfg(feature = "dev-tools")]
         Command::Bench(command) => cmd::bench::run(&command),
         #[cfg(feature = "dev-tools")]
-        Command::Demo(args) => cmd::demo::run(&args),
+        Command::Demo(Deferred(args)) => cmd::demo::run(&args),
         #[cfg(feature = "dev-tools")]
-        Command::Sim(args) => cmd::sim::run(args),
+        Command::Sim(Deferred(args)) => cmd::sim::run(args),
     };
     match result {
         Ok(code) => code,

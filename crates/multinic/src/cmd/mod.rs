@@ -6,6 +6,7 @@ pub mod agent;
 #[cfg(feature = "dev-tools")]
 pub mod bench;
 pub mod controller;
+pub mod deferred;
 #[cfg(feature = "dev-tools")]
 pub mod demo;
 pub mod net_args;
