@@ -97,7 +97,7 @@ async fn apply(config: &AgentConfig, stop: &Interrupt) -> RunResult {
     tracing::debug!(nics = desired.node.nics.len(), "desired state built");
     if config.dry_run {
         return match runner.node().await {
-            Ok(node) => match node.plan(&desired.node).await {
+            Ok(node) => match node.plan(&desired.node) {
                 Ok(plan) => {
                     print_plan(&plan);
                     (desired.generation, desired.failed, None)
@@ -131,7 +131,7 @@ async fn cleanup(config: &AgentConfig, stop: &Interrupt) -> RunResult {
         Err(e) => return (None, Vec::new(), Some(e)),
     };
     if config.dry_run {
-        return match node.plan_cleanup().await {
+        return match node.plan_cleanup() {
             Ok(plan) => {
                 print_plan(&plan);
                 (None, Vec::new(), None)

@@ -58,18 +58,18 @@ impl Node {
     }
 
     /// MAC -> slot of the NICs already named `multinicN`.
-    pub(crate) async fn current_slots(&self) -> Result<HashMap<MacAddress, u8>, AgentError> {
-        self.engine.current_slots().await.map_err(engine_error)
+    pub(crate) fn current_slots(&self) -> Result<HashMap<MacAddress, u8>, AgentError> {
+        self.engine.current_slots().map_err(engine_error)
     }
 
     /// What applying `desired` would change; empty when the node matches it.
-    pub(crate) async fn plan(&self, desired: &DesiredNode) -> Result<Plan, AgentError> {
-        self.engine.plan(desired).await.map_err(engine_error)
+    pub(crate) fn plan(&self, desired: &DesiredNode) -> Result<Plan, AgentError> {
+        self.engine.plan(desired).map_err(engine_error)
     }
 
     /// What cleanup would change.
-    pub(crate) async fn plan_cleanup(&self) -> Result<Plan, AgentError> {
-        self.plan(&empty()).await
+    pub(crate) fn plan_cleanup(&self) -> Result<Plan, AgentError> {
+        self.plan(&empty())
     }
 
     /// Makes the node match `desired`.

@@ -70,7 +70,7 @@ impl<'a> Runner<'a> {
         let slots = if all_placed {
             HashMap::new()
         } else {
-            self.node().await?.current_slots().await?
+            self.node().await?.current_slots()?
         };
         Ok(Desired::build(checked, &self.config.net, &slots))
     }

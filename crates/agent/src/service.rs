@@ -126,7 +126,7 @@ async fn pass(runner: &mut Runner<'_>, health: &Health, converged: &mut Converge
         }
     };
     let plan = match runner.node().await {
-        Ok(node) => node.plan(&desired.node).await,
+        Ok(node) => node.plan(&desired.node),
         Err(e) => Err(e),
     };
     let plan = match plan {

@@ -105,8 +105,7 @@ impl Counters {
     }
 }
 
-/// Sends kernel changes, counting every write. `execute` takes `&self` so the change lists
-/// of several NICs can be handed over together.
+/// Sends kernel changes, counting every write.
 ///
 /// The changes of one call go to the kernel as one batch (see `netlink.rs`), split only
 /// where a change must see the ones before it done: an IPv6 sysctl write goes through
@@ -155,7 +154,7 @@ impl<'a> Writer<'a> {
     }
 
     /// Runs `changes` in order. On failure returns the position of the change that failed.
-    pub async fn execute(&self, changes: &[Change]) -> Result<(), (usize, EngineError)> {
+    pub fn execute(&self, changes: &[Change]) -> Result<(), (usize, EngineError)> {
         let mut batch = Batch::default();
         let mut i = 0;
         while i < changes.len() {

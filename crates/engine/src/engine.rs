@@ -18,7 +18,6 @@ use crate::revert::FileSnapshot;
 use crate::state::KernelState;
 use crate::sysctl;
 use crate::verify::Failure;
-use futures::future::join_all;
 use multinic_api::{InterfaceReason, MacAddress};
 use multinic_netconf::{DesiredNode, OwnedFile, render};
 use std::collections::{BTreeSet, HashMap};
@@ -82,7 +81,7 @@ impl Engine {
     }
 
     /// Reads links, addresses and the owned tables' routes and rules.
-    pub async fn read_state(&self) -> Result<KernelState, EngineError> {
+    pub fn read_state(&self) -> Result<KernelState, EngineError> {
         KernelState::read(&self.socket, &self.config.owned_tables().collect())
     }
 
@@ -104,29 +103,27 @@ impl Engine {
         Ok(tables)
     }
 
-    pub(crate) async fn read_for(&self, desired: &DesiredNode) -> Result<KernelState, EngineError> {
+    pub(crate) fn read_for(&self, desired: &DesiredNode) -> Result<KernelState, EngineError> {
         KernelState::read(&self.socket, &self.tables_for(desired)?)
     }
 
     /// MAC -> slot of every link named `multinicN`, for sticky slot allocation
     /// (`DesiredNode::build`'s `sticky`).
-    pub async fn current_slots(&self) -> Result<HashMap<MacAddress, u8>, EngineError> {
-        Ok(current_slots(&self.read_state().await?)
-            .into_iter()
-            .collect())
+    pub fn current_slots(&self) -> Result<HashMap<MacAddress, u8>, EngineError> {
+        Ok(current_slots(&self.read_state()?).into_iter().collect())
     }
 
     /// What [`Engine::apply`] would do, without doing it (dry run).
-    pub async fn plan(&self, desired: &DesiredNode) -> Result<Plan, EngineError> {
+    pub fn plan(&self, desired: &DesiredNode) -> Result<Plan, EngineError> {
         let scan = self.owned_files()?;
         let journal = recover::read(&self.config.root)?;
-        let state = self.read_for(desired).await?;
+        let state = self.read_for(desired)?;
         self.build_plan(desired, &state, &scan, &journal)
     }
 
     /// The plan when the node drifted from `desired`, `None` when it matches.
-    pub async fn drift(&self, desired: &DesiredNode) -> Result<Option<Plan>, EngineError> {
-        let plan = self.plan(desired).await?;
+    pub fn drift(&self, desired: &DesiredNode) -> Result<Option<Plan>, EngineError> {
+        let plan = self.plan(desired)?;
         Ok((!plan.is_empty()).then_some(plan))
     }
 
@@ -136,7 +133,7 @@ impl Engine {
         recover::sweep_temp_files(&self.config.root, self.config.flavor)?;
         let journal = recover::read(&self.config.root)?;
         let scan = self.owned_files()?;
-        let snapshot = self.read_for(desired).await?;
+        let snapshot = self.read_for(desired)?;
         let plan = self.build_plan(desired, &snapshot, &scan, &journal)?;
         if plan.is_empty() {
             tracing::debug!("node matches the desired state; nothing to write");
@@ -280,7 +277,7 @@ impl Engine {
         // after the daemon settled on multinic's files. Without one, verify runs while the
         // files are committed.
         let daemon = handoff_note.is_some() && self.handoff.daemon_takes_over();
-        let mut failure = self.apply_kernel(&writer, &plan).await;
+        let mut failure = self.apply_kernel(&writer, &plan);
         if failure.is_none() && plan.kernel_changes() > 0 && !daemon {
             failure = self.verify_run(desired, owned, journal, &plan, None).await;
         }
@@ -422,7 +419,7 @@ impl Engine {
     }
 
     /// Parking, orphans, stale table entries, then the NICs to configure.
-    async fn apply_kernel(&self, writer: &Writer<'_>, plan: &Plan) -> Option<Failure> {
+    fn apply_kernel(&self, writer: &Writer<'_>, plan: &Plan) -> Option<Failure> {
         let fail = |nic: Option<&NicPlan>, change: Option<&Change>, e: EngineError| Failure {
             nic: nic.map(|n| n.name.clone()),
             reason: InterfaceReason::ApplyFailed,
@@ -431,7 +428,7 @@ impl Engine {
                 None => e.to_string(),
             },
         };
-        if let Err((i, e)) = writer.execute(&plan.parking).await {
+        if let Err((i, e)) = writer.execute(&plan.parking) {
             let holder = plan.parking[i].link_index();
             let nic = plan
                 .nics
@@ -441,23 +438,21 @@ impl Engine {
         }
         let removes = plan.nics.iter().filter(|n| n.action == NicAction::Remove);
         for nic in removes {
-            if let Err((i, e)) = writer.execute(&nic.changes).await {
+            if let Err((i, e)) = writer.execute(&nic.changes) {
                 return Some(fail(Some(nic), nic.changes.get(i), e));
             }
         }
-        if let Err((i, e)) = writer.execute(&plan.stale).await {
+        if let Err((i, e)) = writer.execute(&plan.stale) {
             return Some(fail(None, plan.stale.get(i), e));
         }
-        // NICs are independent once parked names are out of the way: run them concurrently,
-        // so the kernel's work on one overlaps the round trips of the others.
-        let configure: Vec<&NicPlan> = plan
+        // One batch per NIC: the kernel does each request's work inside the send, under its
+        // routing lock, so sending the NICs' batches from several tasks would overlap nothing.
+        let configure = plan
             .nics
             .iter()
-            .filter(|n| n.action == NicAction::Configure)
-            .collect();
-        let results = join_all(configure.iter().map(|nic| writer.execute(&nic.changes))).await;
-        for (nic, result) in configure.iter().zip(results) {
-            if let Err((i, e)) = result {
+            .filter(|n| n.action == NicAction::Configure);
+        for nic in configure {
+            if let Err((i, e)) = writer.execute(&nic.changes) {
                 return Some(fail(Some(nic), nic.changes.get(i), e));
             }
         }

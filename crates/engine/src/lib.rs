@@ -19,7 +19,7 @@
 //! let config = EngineConfig::new("/host", OsFlavor::Rhel9);
 //! let handoff = handoff_for(OsFlavor::Rhel9, HandoffSettings::new(SYSTEM_BUS_ADDRESS, "/host"));
 //! let engine = Engine::connect(config, handoff)?;
-//! print!("{}", engine.plan(&desired).await?); // dry run
+//! print!("{}", engine.plan(&desired)?); // dry run
 //! let outcome = engine.apply(&desired).await?;
 //! for nic in &outcome.nics {
 //!     println!("{} {} {}", nic.name, nic.reason, nic.message);

@@ -112,7 +112,7 @@ impl Engine {
         let current = KernelState::read(&self.socket, tables)?;
         let changes = revert_changes(snapshot, &current, &touched);
         tracing::info!(changes = changes.len(), "reverting kernel state");
-        let kernel = writer.execute(&changes).await.map_err(|(_, e)| e);
+        let kernel = writer.execute(&changes).map_err(|(_, e)| e);
         // Hand-off rollback after the kernel is back and before multinic's files are: the
         // daemon rewrites the profiles it restores, and the snapshot's files (with their
         // marker) must be what stays on disk.

@@ -46,7 +46,7 @@ impl Engine {
                     rtnetlink::Error::RequestFailed,
                 ));
             }
-            let state = self.read_for(desired).await?;
+            let state = self.read_for(desired)?;
             let tentative = match dad(plan, &state) {
                 Err(failure) => return Ok(Some(failure)),
                 Ok(tentative) => tentative,

@@ -102,7 +102,7 @@ netns_test!(identical_reapply_writes_nothing, {
     );
     assert_eq!(root.files(), files_before);
     assert_eq!(handoff.calls().len(), 1, "no hand-off without file changes");
-    assert!(engine.drift(&desired).await.unwrap().is_none());
+    assert!(engine.drift(&desired).unwrap().is_none());
 });
 
 netns_test!(ip_change_leaves_nothing_old_behind, {
@@ -114,11 +114,7 @@ netns_test!(ip_change_leaves_nothing_old_behind, {
     let mut after = before.clone();
     after[1] = iface_at(1, "198.19.7.20/25", None);
     let desired = model(&after);
-    let drift = engine
-        .drift(&desired)
-        .await
-        .unwrap()
-        .expect("drift detected");
+    let drift = engine.drift(&desired).unwrap().expect("drift detected");
     assert!(drift.to_string().contains("198.19.7.20/25"), "{drift}");
     let outcome = engine.apply(&desired).await.unwrap();
     assert_eq!(
@@ -309,7 +305,7 @@ netns_test!(nic_with_default_route_is_refused_and_untouched, {
     let mut config = EngineConfig::new(root.path(), OsFlavor::Ubuntu);
     config.guard.protected_addresses = vec!["198.18.1.10".parse().unwrap()];
     let (guarded, _) = engine_with(config);
-    let plan = guarded.plan(&model(&[iface(1, None)])).await.unwrap();
+    let plan = guarded.plan(&model(&[iface(1, None)])).unwrap();
     assert!(
         matches!(
             &plan.nics[0].action,
@@ -323,7 +319,7 @@ netns_test!(nic_with_default_route_is_refused_and_untouched, {
     let mut config = EngineConfig::new(root.path(), OsFlavor::Ubuntu);
     config.guard.allow_primary = true;
     let (allowed, _) = engine_with(config);
-    let plan = allowed.plan(&model(&[iface(0, None)])).await.unwrap();
+    let plan = allowed.plan(&model(&[iface(0, None)])).unwrap();
     assert_eq!(plan.nics[0].action, NicAction::Configure, "{plan}");
 });
 

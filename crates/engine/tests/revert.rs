@@ -51,7 +51,7 @@ netns_test!(injected_failure_at_every_stage_restores_the_snapshot, {
     let (v1, v2) = versions();
     let (engine, _) = engine_with(config(&root));
     assert!(engine.apply(&v1).await.unwrap().succeeded());
-    let snapshot = engine.read_state().await.unwrap();
+    let snapshot = engine.read_state().unwrap();
     let files = root.files();
     let mut fail_after = 0;
     let total = loop {
@@ -64,7 +64,7 @@ netns_test!(injected_failure_at_every_stage_restores_the_snapshot, {
         }
         assert_reverted(&outcome);
         assert_eq!(
-            engine.read_state().await.unwrap(),
+            engine.read_state().unwrap(),
             snapshot,
             "after fault at {fail_after}"
         );
@@ -76,9 +76,9 @@ netns_test!(injected_failure_at_every_stage_restores_the_snapshot, {
     assert!(total > 10, "v2 needs kernel and file writes ({total})");
     // The last write is a file operation: fail exactly there too.
     assert!(engine.apply(&v1).await.unwrap().succeeded());
-    let snapshot = engine.read_state().await.unwrap();
+    let snapshot = engine.read_state().unwrap();
     let files = root.files();
-    let dry = engine.plan(&v2).await.unwrap();
+    let dry = engine.plan(&v2).unwrap();
     assert!(!dry.files.is_empty());
     // From v1 again the run can need a write less (the IPv6 values NIC5 got the first time
     // stay when it is stripped), so look for the last write from the top.
@@ -96,7 +96,7 @@ netns_test!(injected_failure_at_every_stage_restores_the_snapshot, {
         panic!("no fault point below {total} fired");
     };
     assert_reverted(&outcome);
-    assert_eq!(engine.read_state().await.unwrap(), snapshot);
+    assert_eq!(engine.read_state().unwrap(), snapshot);
     assert_eq!(root.files(), files);
 });
 
@@ -106,7 +106,7 @@ netns_test!(failed_probe_reverts_and_good_probe_keeps, {
     let (v1, v2) = versions();
     let (engine, _) = engine_with(config(&root));
     assert!(engine.apply(&v1).await.unwrap().succeeded());
-    let snapshot = engine.read_state().await.unwrap();
+    let snapshot = engine.read_state().unwrap();
     let files = root.files();
     // Nothing listens on port 9 of this namespace's loopback.
     let mut cfg = config(&root);
@@ -125,7 +125,7 @@ netns_test!(failed_probe_reverts_and_good_probe_keeps, {
         outcome.nic("multinic0").unwrap().reason,
         InterfaceReason::Unchanged
     );
-    assert_eq!(engine.read_state().await.unwrap(), snapshot);
+    assert_eq!(engine.read_state().unwrap(), snapshot);
     assert_eq!(root.files(), files);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     cfg.probe.as_mut().unwrap().target = listener.local_addr().unwrap();
@@ -145,7 +145,7 @@ netns_test!(failed_handoff_reverts, {
     let root = Root::new();
     let (v1, _) = versions();
     let snapshot_engine = engine_with(config(&root)).0;
-    let snapshot = snapshot_engine.read_state().await.unwrap();
+    let snapshot = snapshot_engine.read_state().unwrap();
     let handoff = Arc::new(RecordingHandoff::new(true));
     let engine = Engine::connect(config(&root), Box::new(handoff.clone())).unwrap();
     let outcome = engine.apply(&v1).await.unwrap();
@@ -158,7 +158,7 @@ netns_test!(failed_handoff_reverts, {
             .filter(|n| n.reason != InterfaceReason::MacNotFound)
             .all(|n| n.reason == InterfaceReason::RolledBack)
     );
-    assert_eq!(snapshot_engine.read_state().await.unwrap(), snapshot);
+    assert_eq!(snapshot_engine.read_state().unwrap(), snapshot);
     assert!(root.files().is_empty());
     // The hand-off began before any change and was rolled back, not reloaded again.
     assert_eq!(handoff.events(), ["begin", "reload", "rollback"]);
@@ -196,7 +196,7 @@ netns_test!(slots_swap_and_orphans_give_up_their_name, {
             .any(|l| l.contains(&mac(2)) && l.contains("mnpark")),
         "{parked}"
     );
-    let slots = engine.current_slots().await.unwrap();
+    let slots = engine.current_slots().unwrap();
     assert_eq!(slots.get(&mac(0).parse().unwrap()), Some(&1));
     assert_eq!(engine.apply(&desired).await.unwrap().writes.total(), 0);
 });

@@ -96,7 +96,7 @@ netns_test!(network_overlapping_a_protected_nic_is_refused, {
     let mut cfg = config(&root);
     cfg.guard.allow_primary = true;
     let (allowed, _) = engine_with(cfg);
-    let plan = allowed.plan(&model(&[iface(1, None)])).await.unwrap();
+    let plan = allowed.plan(&model(&[iface(1, None)])).unwrap();
     assert_eq!(plan.nics[0].action, NicAction::Configure, "{plan}");
 });
 
@@ -134,9 +134,9 @@ netns_test!(
             "nodad",
         ]);
         assert!(
-            engine.drift(&desired).await.unwrap().is_none(),
+            engine.drift(&desired).unwrap().is_none(),
             "{:?}",
-            engine.drift(&desired).await.unwrap().map(|p| p.to_string())
+            engine.drift(&desired).unwrap().map(|p| p.to_string())
         );
         let again = engine.apply(&desired).await.unwrap();
         assert_eq!(again.writes.total(), 0, "{}", again.plan);
@@ -146,11 +146,7 @@ netns_test!(
         );
         // Someone setting accept_ra back is drift and is repaired.
         std::fs::write("/proc/sys/net/ipv6/conf/multinic0/accept_ra", "2").unwrap();
-        let drift = engine
-            .drift(&desired)
-            .await
-            .unwrap()
-            .expect("accept_ra drift");
+        let drift = engine.drift(&desired).unwrap().expect("accept_ra drift");
         assert!(
             drift
                 .to_string()
@@ -168,7 +164,7 @@ netns_test!(duplicate_ipv6_address_fails_and_reverts, {
     ip_batch("addr add 2001:db8:0:7::10/64 dev peer0 nodad\n");
     let root = Root::new();
     let (engine, _) = engine_with(config(&root));
-    let snapshot = engine.read_state().await.unwrap();
+    let snapshot = engine.read_state().unwrap();
     let desired = model(&[iface_at(0, "2001:db8:0:7::10/64", None), iface(1, None)]);
     let outcome = engine.apply(&desired).await.unwrap();
     let dup = outcome.nic("multinic0").unwrap();
@@ -184,7 +180,7 @@ netns_test!(duplicate_ipv6_address_fails_and_reverts, {
         outcome.nic("multinic1").unwrap().reason,
         InterfaceReason::RolledBack
     );
-    assert_eq!(engine.read_state().await.unwrap(), snapshot);
+    assert_eq!(engine.read_state().unwrap(), snapshot);
     assert!(root.files().is_empty(), "{:?}", root.files());
     // Once the other holder is gone the same spec configures.
     sh(&[
@@ -230,7 +226,7 @@ netns_test!(failed_verify_read_reverts_the_kernel_and_the_files, {
             .unwrap()
             .succeeded()
     );
-    let snapshot = engine.read_state().await.unwrap();
+    let snapshot = engine.read_state().unwrap();
     let files = root.files();
     let mut cfg = config(&root);
     cfg.fault.fail_verify_reads = true;
@@ -250,7 +246,7 @@ netns_test!(failed_verify_read_reverts_the_kernel_and_the_files, {
         "{:?}",
         outcome.nics
     );
-    assert_eq!(engine.read_state().await.unwrap(), snapshot);
+    assert_eq!(engine.read_state().unwrap(), snapshot);
     // The files are written while the kernel changes run: whether or not they were renamed
     // into place before verify failed, each is as it was (every file is listed, so a temp
     // file left behind fails this too).
@@ -262,7 +258,7 @@ netns_test!(interrupted_engine_changes_nothing_and_says_so, {
     add_nics(0..2);
     let root = Root::new();
     let (engine, _) = engine_with(config(&root));
-    let snapshot = engine.read_state().await.unwrap();
+    let snapshot = engine.read_state().unwrap();
     engine.interrupt().set();
     let outcome = engine
         .apply(&model(&[iface(0, None), iface(1, None)]))
@@ -275,6 +271,6 @@ netns_test!(interrupted_engine_changes_nothing_and_says_so, {
         outcome.failure
     );
     assert_eq!(outcome.writes.total(), 0);
-    assert_eq!(engine.read_state().await.unwrap(), snapshot);
+    assert_eq!(engine.read_state().unwrap(), snapshot);
     assert!(root.files().is_empty());
 });
