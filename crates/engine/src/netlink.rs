@@ -7,7 +7,8 @@
 
 use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_core::{
-    ErrorMessage, NLMSG_DONE, NLMSG_ERROR, NetlinkBuffer, NetlinkMessage, NetlinkPayload,
+    ErrorMessage, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NetlinkBuffer,
+    NetlinkMessage, NetlinkPayload,
 };
 use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use std::io;
@@ -99,16 +100,18 @@ impl BatchSocket {
         Ok(answers.into_iter().map(Option::flatten).collect())
     }
 
-    /// Sends the dump request `request` (with `NLM_F_DUMP` set) and hands the payload of each
-    /// message of the answer to `each`, unparsed, until the kernel says the dump is done. The
+    /// Sends `message` as a dump request and hands the payload of each message of the answer
+    /// to `each`, unparsed, until the kernel says the dump is done. The
     /// caller decodes only what it needs: a fully parsed link message holds every attribute
     /// the kernel sends (some 50 for a veth), and the whole dump of them was most of a
     /// re-apply's heap, each of its pages a page fault.
     pub fn dump(
         &mut self,
-        mut request: NetlinkMessage<RouteNetlinkMessage>,
+        message: RouteNetlinkMessage,
         mut each: impl FnMut(&[u8]) -> io::Result<()>,
     ) -> io::Result<()> {
+        let mut request = NetlinkMessage::from(message);
+        request.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
         let sequence = self.next_sequence;
         self.next_sequence = self.next_sequence.wrapping_add(1);
         request.header.sequence_number = sequence;

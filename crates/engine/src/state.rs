@@ -19,10 +19,7 @@ use netlink_packet_route::link::{
 };
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use netlink_packet_route::rule::{RuleAttribute, RuleMessage};
-use rtnetlink::packet_core::{
-    DecodeError, NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage, NlasIterator, Parseable,
-    ParseableParametrized,
-};
+use rtnetlink::packet_core::{DecodeError, NlasIterator, Parseable, ParseableParametrized};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Mutex;
@@ -235,10 +232,8 @@ fn dump(
     message: RouteNetlinkMessage,
     mut each: impl FnMut(&[u8]) -> Result<(), DecodeError>,
 ) -> Result<(), EngineError> {
-    let mut request = NetlinkMessage::from(message);
-    request.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
     socket
-        .dump(request, |payload| {
+        .dump(message, |payload| {
             each(payload)
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
         })
