@@ -7,7 +7,7 @@ use crate::plan::FileChange;
 use multinic_netconf::{OsFlavor, OwnedFile, RenderedFile, owned_dirs, parse_owned};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -30,20 +30,21 @@ pub(crate) fn on_root(root: &Path, path: &Path) -> PathBuf {
 /// Reads one host file, `None` when it does not exist.
 pub(crate) fn read(root: &Path, path: &Path) -> Result<Option<DiskFile>, EngineError> {
     let full = on_root(root, path);
-    let contents = match fs::read(&full) {
-        Ok(c) => c,
+    let mut file = match fs::File::open(&full) {
+        Ok(file) => file,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(EngineError::io(full, e)),
     };
-    let mode = fs::metadata(&full)
-        .map_err(|e| EngineError::io(&full, e))?
-        .permissions()
-        .mode()
-        & 0o7777;
+    // One stat of the open file gives the size and the mode (`fs::read` and then
+    // `fs::metadata` would stat it twice, the second time by path).
+    let metadata = file.metadata().map_err(|e| EngineError::io(&full, e))?;
+    let mut contents = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or_default());
+    file.read_to_end(&mut contents)
+        .map_err(|e| EngineError::io(&full, e))?;
     Ok(Some(DiskFile {
         path: path.to_path_buf(),
         contents,
-        mode,
+        mode: metadata.permissions().mode() & 0o7777,
     }))
 }
 
