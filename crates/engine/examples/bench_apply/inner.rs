@@ -129,6 +129,12 @@ pub fn time_inside(args: &[String]) -> Res<()> {
         command.args(&argv[program + 1..]);
         for pair in &argv[..program] {
             let (key, value) = pair.split_once('=').ok_or("K=V")?;
+            if key == "MULTINIC_REPORT" {
+                // A new, empty report file for each run, as the kubelet makes one for each
+                // container: the agent's report then never truncates the one before.
+                let _ = std::fs::remove_file(value);
+                std::fs::write(value, "")?;
+            }
             if value == LISTEN_PORT {
                 let bound = match &listener {
                     Some(l) => l,

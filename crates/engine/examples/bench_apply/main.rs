@@ -142,9 +142,9 @@ fn agent_env(spec: &str, root: &Path, work: &Path, extra: &[(&str, &str)]) -> Ve
 }
 
 /// A node's root for one contender's run, shaped as the Job sees the node: `run/` on tmpfs
-/// (the host's `/run`, which the Job mounts for the host lock and the run journal) and the
-/// report file already there (the kubelet creates the termination-log file before the
-/// container starts). Without `/dev/shm`, `run/` is a plain directory.
+/// (the host's `/run`, which the Job mounts for the host lock and the run journal). The
+/// report file is made by the timer before each run (the kubelet creates the termination-log
+/// file before the container starts). Without `/dev/shm`, `run/` is a plain directory.
 fn node_root(work: &Path, shm: Option<&Path>, tag: &str) -> Res<PathBuf> {
     let root = work.join(format!("root-{tag}"));
     std::fs::create_dir_all(&root)?;
@@ -153,7 +153,6 @@ fn node_root(work: &Path, shm: Option<&Path>, tag: &str) -> Res<PathBuf> {
         std::fs::create_dir_all(&run)?;
         std::os::unix::fs::symlink(&run, root.join("run"))?;
     }
-    std::fs::write(root.join("termination-log"), "")?;
     Ok(root)
 }
 
