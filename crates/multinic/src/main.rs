@@ -93,6 +93,25 @@ mod tests {
     use clap::error::ErrorKind;
 
     #[test]
+    fn a_deferred_subcommand_keeps_its_description_and_the_global_options() {
+        let help = Cli::try_parse_from(["multinic", "agent", "--help"])
+            .expect_err("--help stops parsing")
+            .to_string();
+        assert!(
+            help.starts_with("Configure this node's secondary NICs"),
+            "{help}"
+        );
+        assert!(help.contains("--log-format"), "{help}");
+        let cli = Cli::try_parse_from(["multinic", "validate", "--log", "debug", "a.yaml"])
+            .expect("a global option after the subcommand");
+        assert_eq!(cli.log, "debug");
+        let Command::Validate(Deferred(args)) = cli.command else {
+            panic!("validate parsed as {:?}", cli.command);
+        };
+        assert_eq!(format!("{args:?}").matches("a.yaml").count(), 1, "{args:?}");
+    }
+
+    #[test]
     fn developer_commands_exist_only_with_dev_tools() {
         for command in ["sim", "demo", "bench"] {
             let kind = Cli::try_parse_from(["multinic", command, "--help"])
