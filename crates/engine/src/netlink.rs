@@ -101,10 +101,10 @@ impl BatchSocket {
     }
 
     /// Sends `message` as a dump request and hands the payload of each message of the answer
-    /// to `each`, unparsed, until the kernel says the dump is done. The
-    /// caller decodes only what it needs: a fully parsed link message holds every attribute
-    /// the kernel sends (some 50 for a veth), and the whole dump of them was most of a
-    /// re-apply's heap, each of its pages a page fault.
+    /// to `each`, unparsed, until the kernel says the dump is done. The caller decodes only
+    /// what it needs: a fully parsed link message holds every attribute the kernel sends
+    /// (some 50 for a veth), and the whole dump of them was most of a re-apply's heap, each
+    /// of its pages a page fault.
     pub fn dump(
         &mut self,
         message: RouteNetlinkMessage,
