@@ -1,8 +1,9 @@
 //! `multinic agent --source db` against a real MariaDB server started for the test inside the
 //! test's network namespace (on its 127.0.0.1): rows are read, NICs configured, a row with bad
 //! data is reported by its database id without stopping the rest (and the NIC it names stays
-//! as configured), `netplan_success` is written back, and the password never shows. Fails
-//! (never skips) without MariaDB.
+//! as configured), `netplan_success` is written back, more rows than the limit are refused
+//! without touching anything, and the password never shows. Fails (never skips) without
+//! MariaDB.
 
 mod agent_support;
 
@@ -75,6 +76,19 @@ fn db_agent_with(
 fn rows(db: &MariaDb) -> String {
     db.sql(
         "SELECT id, IFNULL(netplan_success, 'NULL'), modified_at FROM multinic_test.multi_interface ORDER BY id",
+    )
+}
+
+/// The legacy tables with subnet `net-a` (192.0.2.0/24), the given `multi_interface` rows and
+/// the agent's user.
+fn net_a_with_rows(rows: &str) -> String {
+    format!(
+        "{}
+         INSERT INTO multi_subnet VALUES ('net-a', '192.0.2.0/24');
+         INSERT INTO multi_interface VALUES {rows};
+         CREATE USER 'agent'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}';
+         GRANT SELECT, UPDATE ON multinic_test.* TO 'agent'@'127.0.0.1';",
+        legacy_tables("multinic_test")
     )
 }
 
@@ -236,15 +250,9 @@ fn a_row_that_turns_invalid_leaves_its_nic_as_configured() {
     ns.add_nic("0", "fa:16:3e:00:04:01");
     ns.add_nic("1", "fa:16:3e:00:04:02");
     let db = MariaDb::start(&ns);
-    db.sql(&format!(
-        "{}
-         INSERT INTO multi_subnet VALUES ('net-a', '192.0.2.0/24');
-         INSERT INTO multi_interface VALUES
-           (41, 'p41', 'net-a', 'fa:16:3e:00:04:01', 'worker-01', '192.0.2.41', 1450, NULL, NULL),
-           (42, 'p42', 'net-a', 'fa:16:3e:00:04:02', 'worker-01', '192.0.2.42', 1400, NULL, NULL);
-         CREATE USER 'agent'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}';
-         GRANT SELECT, UPDATE ON multinic_test.* TO 'agent'@'127.0.0.1';",
-        legacy_tables("multinic_test")
+    db.sql(&net_a_with_rows(
+        "(41, 'p41', 'net-a', 'fa:16:3e:00:04:01', 'worker-01', '192.0.2.41', 1450, NULL, NULL),
+         (42, 'p42', 'net-a', 'fa:16:3e:00:04:02', 'worker-01', '192.0.2.42', 1400, NULL, NULL)",
     ));
     let root = TempDir::new("db-held");
     let first = db_agent(&ns, &db, &root, Credentials::Env(PASSWORD));
@@ -330,4 +338,69 @@ fn a_row_that_turns_invalid_leaves_its_nic_as_configured() {
     assert_eq!(removed.code, 0, "{}", removed.stderr);
     assert!(!ns.has_link("multinic1") || ns.addresses("multinic1").is_empty());
     assert_eq!(files(&root).len(), 1);
+}
+
+#[test]
+fn more_rows_than_the_limit_fail_the_run_and_leave_every_nic_as_configured() {
+    const LIMIT: u32 = 64;
+    let ns = Netns::new();
+    ns.add_nic("0", "fa:16:3e:00:05:01");
+    let db = MariaDb::start(&ns);
+    db.sql(&net_a_with_rows(
+        "(51, 'p51', 'net-a', 'fa:16:3e:00:05:01', 'worker-01', '192.0.2.51', 1400, NULL, NULL)",
+    ));
+    let root = TempDir::new("db-bounded");
+    let first = db_agent(&ns, &db, &root, Credentials::Env(PASSWORD));
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_eq!(ns.addresses("multinic0"), ["192.0.2.51/24"]);
+    let netplan_files = || {
+        std::fs::read_dir(root.path().join("etc/netplan"))
+            .unwrap()
+            .count()
+    };
+    let configured_files = netplan_files();
+
+    // Rows for NICs not attached yet, one past the limit in all: the read is refused whole,
+    // since a cut-short read would look like rows that are gone and take their NICs down.
+    let extra: Vec<String> = (1..=LIMIT)
+        .map(|i| {
+            format!(
+                "({id}, 'p{id}', 'net-a', 'fa:16:3e:00:06:{i:02x}', 'worker-01', '192.0.2.{host}', 1450, NULL, NULL)",
+                id = 100 + i,
+                host = 100 + i,
+            )
+        })
+        .collect();
+    db.sql(&format!(
+        "INSERT INTO multinic_test.multi_interface VALUES {};",
+        extra.join(",")
+    ));
+    let refused = db_agent(&ns, &db, &root, Credentials::Env(PASSWORD));
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    let error = refused.report()["error"].as_str().unwrap().to_owned();
+    assert!(
+        error.contains(&format!(
+            "more than {LIMIT} multi_interface rows name this node"
+        )),
+        "{error}"
+    );
+    assert_eq!(ns.addresses("multinic0"), ["192.0.2.51/24"]);
+    assert_eq!(ns.mtu("multinic0"), 1400);
+    assert_eq!(netplan_files(), configured_files);
+
+    // Exactly the limit is read; the spec's own bound (10 NICs a node) then refuses it, with
+    // its own error, and again nothing is touched.
+    db.sql(&format!(
+        "DELETE FROM multinic_test.multi_interface WHERE id = {}",
+        100 + LIMIT
+    ));
+    let at_limit = db_agent(&ns, &db, &root, Credentials::Env(PASSWORD));
+    assert_eq!(at_limit.code, 1, "{}", at_limit.stderr);
+    let error = at_limit.report()["error"].as_str().unwrap().to_owned();
+    assert!(
+        error.contains(&format!("at most 10 interfaces are allowed, got {LIMIT}")),
+        "{error}"
+    );
+    assert_eq!(ns.addresses("multinic0"), ["192.0.2.51/24"]);
+    assert_eq!(netplan_files(), configured_files);
 }
