@@ -176,6 +176,16 @@ fn job_is_pinned_least_privileged_and_carries_the_spec() {
     );
     let sc = pod.containers[0].security_context.as_ref().unwrap();
     assert_eq!(sc.privileged, Some(false));
+    // docs/operations.md: root for the netlink and file writes, but a read-only image and no
+    // way to gain more than NET_ADMIN.
+    assert_eq!(
+        (
+            sc.run_as_user,
+            sc.read_only_root_filesystem,
+            sc.allow_privilege_escalation
+        ),
+        (Some(0), Some(true), Some(false))
+    );
     let caps = sc.capabilities.as_ref().unwrap();
     assert_eq!(caps.add.as_deref(), Some(&["NET_ADMIN".to_string()][..]));
     assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
