@@ -78,12 +78,23 @@ fn tls_verified_against_the_ca_and_refused_otherwise() {
         "not a certificate error: {error}"
     );
 
+    // The server reached by a name its certificate does not carry (`localhost`; the
+    // certificate names 127.0.0.1): the default with a CA, verify-identity, refuses it.
+    let as_localhost = [("DB_CA_FILE", ca), ("DB_HOST", "localhost")];
+    let misnamed = tls_agent(&ns, &db, &root, &as_localhost);
+    assert_eq!(misnamed.code, 1, "{}", misnamed.stderr);
+    let error = misnamed.report()["error"].as_str().unwrap().to_owned();
+    assert!(
+        error.contains(r#"certificate not valid for name "localhost""#),
+        "not a name error: {error}"
+    );
+
     // verify-ca only: the name is not checked, the chain still is.
     let verify_ca = tls_agent(
         &ns,
         &db,
         &root,
-        &[("DB_CA_FILE", ca), ("DB_TLS", "verify-ca")],
+        &[as_localhost[0], as_localhost[1], ("DB_TLS", "verify-ca")],
     );
     assert_eq!(verify_ca.code, 0, "{}", verify_ca.stderr);
 
@@ -93,7 +104,7 @@ fn tls_verified_against_the_ca_and_refused_otherwise() {
     let error = plain.report()["error"].as_str().unwrap().to_owned();
     assert!(error.contains("Access denied"), "{error}");
 
-    for run in [&run, &refused, &verify_ca, &plain] {
+    for run in [&run, &refused, &misnamed, &verify_ca, &plain] {
         for output in [&run.stderr, &run.stdout, &run.report_text] {
             assert!(!output.contains(PASSWORD), "password leaked: {output}");
         }
