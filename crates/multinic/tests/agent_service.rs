@@ -1,7 +1,7 @@
 //! `multinic agent --mode service` end to end in a network namespace: converges, serves
 //! /healthz, /readyz and /metrics, repairs drift (an address removed by hand, the MTU changed,
-//! a persistent file deleted) within two intervals, counts the repairs, and stops cleanly on
-//! SIGTERM.
+//! a persistent file deleted) within two intervals, counts the repairs, stops cleanly on
+//! SIGTERM; in a dry run changes nothing, and waits while another agent holds the host lock.
 
 mod agent_support;
 
@@ -21,26 +21,14 @@ fn metric(text: &str, name: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-#[test]
-fn service_repairs_drift_within_two_intervals_and_reports_it() {
-    let ns = Netns::new();
-    ns.add_nic("0", "fa:16:3e:00:04:01");
-    let root = TempDir::new("service");
-    let spec = r#"{"nodeName":"worker-01","interfaces":[
-        {"id":2,"macAddress":"fa:16:3e:00:04:01","address":"192.0.2.10","cidr":"192.0.2.0/24","mtu":1400}]}"#;
-    let port = free_port();
+/// Starts `multinic agent --mode service` for node worker-01 (Ubuntu, no hand-off) with `spec`,
+/// its metrics on `port` and its log in `agent.log` under `root`; `extra` adds arguments.
+fn start_service(ns: &Netns, root: &TempDir, spec: &str, port: u16, extra: &[&str]) -> Killed {
     let log = std::fs::File::create(root.path().join("agent.log")).unwrap();
     let child = ns
         .command(BIN)
-        .args([
-            "agent",
-            "--mode",
-            "service",
-            "--interval",
-            INTERVAL,
-            "--handoff",
-            "none",
-        ])
+        .args(["agent", "--mode", "service", "--handoff", "none"])
+        .args(extra)
         .args(["--root", root.path().to_str().unwrap()])
         .args([
             "--report",
@@ -56,7 +44,18 @@ fn service_repairs_drift_within_two_intervals_and_reports_it() {
         .stderr(Stdio::from(log))
         .spawn()
         .expect("starting the agent");
-    let mut agent = Killed(child);
+    Killed(child)
+}
+
+#[test]
+fn service_repairs_drift_within_two_intervals_and_reports_it() {
+    let ns = Netns::new();
+    ns.add_nic("0", "fa:16:3e:00:04:01");
+    let root = TempDir::new("service");
+    let spec = r#"{"nodeName":"worker-01","interfaces":[
+        {"id":2,"macAddress":"fa:16:3e:00:04:01","address":"192.0.2.10","cidr":"192.0.2.0/24","mtu":1400}]}"#;
+    let port = free_port();
+    let mut agent = start_service(&ns, &root, spec, port, &["--interval", INTERVAL]);
     let agent_log = || std::fs::read_to_string(root.path().join("agent.log")).unwrap_or_default();
 
     let ready = wait_for(Duration::from_secs(20), || {
@@ -201,4 +200,70 @@ fn failing_passes_back_off_and_keep_the_service_unready() {
     );
     let ready = ns.http_get(port, "/readyz").unwrap();
     assert!(ready.contains(" 503 "), "{ready}");
+}
+
+#[test]
+fn a_dry_run_service_changes_nothing_and_a_service_waits_for_the_host_lock() {
+    let ns = Netns::new();
+    ns.add_nic("0", "fa:16:3e:00:04:21");
+    let spec = r#"{"nodeName":"worker-01","interfaces":[
+        {"macAddress":"fa:16:3e:00:04:21","address":"192.0.2.21","cidr":"192.0.2.0/24","mtu":1400}]}"#;
+    let log_of =
+        |root: &TempDir| std::fs::read_to_string(root.path().join("agent.log")).unwrap_or_default();
+    let netplan_files = |root: &TempDir| {
+        std::fs::read_dir(root.path().join("etc/netplan")).map_or(0, |d| d.count())
+    };
+
+    // Dry run: every pass prints the plan; the NIC keeps its name, gets no address, and no
+    // file is written.
+    let dry_root = TempDir::new("service-dry");
+    let dry = start_service(
+        &ns,
+        &dry_root,
+        spec,
+        free_port(),
+        &["--interval", "1s", "--dry-run"],
+    );
+    let two_passes = wait_for(Duration::from_secs(15), || {
+        log_of(&dry_root).matches("dry run, would apply").count() >= 2
+    });
+    assert!(two_passes.is_some(), "{}", log_of(&dry_root));
+    drop(dry);
+    assert!(!ns.has_link("multinic0"), "{}", log_of(&dry_root));
+    assert!(
+        ns.addresses("v0a").is_empty(),
+        "{}",
+        ns.ip(&["addr", "show"])
+    );
+    assert_eq!(netplan_files(&dry_root), 0);
+
+    // Another agent holds the node's host lock: passes fail without changing anything, and
+    // the first pass after it is released applies.
+    let root = TempDir::new("service-lock");
+    let lock = root.path().join("run/multinic/agent.lock");
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    let held = std::fs::File::create(&lock).unwrap();
+    held.lock().unwrap();
+    let port = free_port();
+    let _agent = start_service(
+        &ns,
+        &root,
+        spec,
+        port,
+        &["--interval", "1s", "--lock-timeout", "300ms"],
+    );
+    let refused = wait_for(Duration::from_secs(15), || {
+        log_of(&root).contains("not applying") && log_of(&root).contains("host lock")
+    });
+    assert!(refused.is_some(), "{}", log_of(&root));
+    assert!(!ns.has_link("multinic0"), "{}", log_of(&root));
+    assert_eq!(netplan_files(&root), 0);
+    let ready = ns.http_get(port, "/readyz").unwrap_or_default();
+    assert!(ready.contains(" 503 "), "{ready}");
+    drop(held);
+    let applied = wait_for(Duration::from_secs(15), || {
+        ns.has_link("multinic0") && ns.addresses("multinic0") == ["192.0.2.21/24"]
+    });
+    assert!(applied.is_some(), "{}", log_of(&root));
+    assert_eq!(netplan_files(&root), 1);
 }
