@@ -8,6 +8,7 @@ use crate::error::Error;
 use crate::job::{self, JobRequest};
 use crate::launch::Launch;
 use crate::reconcile::{Context, forget_node};
+use crate::report;
 use kube::ResourceExt;
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::EventType;
@@ -131,6 +132,8 @@ pub async fn cleanup(obj: Arc<MultiNicNodeConfig>, ctx: &Context) -> Result<Requ
                 return Ok(released(ctx, &obj));
             }
             CleanupAction::Failed(name) => {
+                // Read before the Job (and with it its Pod) is deleted.
+                let detail = failure_detail(ctx, &ns, &name).await;
                 ctx.delete_job(&ns, &name).await?;
                 {
                     let mut attempts = ctx
@@ -139,11 +142,6 @@ pub async fn cleanup(obj: Arc<MultiNicNodeConfig>, ctx: &Context) -> Result<Requ
                         .unwrap_or_else(|p| p.into_inner());
                     *attempts.entry(uid.clone()).or_insert(0) += 1;
                 }
-                let detail = ctx
-                    .jobs
-                    .get(&ObjectRef::new(&name).within(&ns))
-                    .map(|j| job::job_failure_detail(&j))
-                    .unwrap_or_else(|| "the Job failed".into());
                 ctx.metrics
                     .failure(multinic_api::StateReason::CleanupFailed.as_str());
                 ctx.event(
@@ -187,4 +185,23 @@ fn released(ctx: &Context, obj: &MultiNicNodeConfig) -> Requeue {
         .unwrap_or_else(|p| p.into_inner())
         .remove(&ObjectRef::from_obj(obj));
     Requeue::await_change()
+}
+
+/// Why cleanup Job `name` failed: the agent's own error when its report has one (another agent
+/// holds the host lock, the node is not the one the spec names ...), else the Job's `Failed`
+/// condition.
+async fn failure_detail(ctx: &Context, ns: &str, name: &str) -> String {
+    let agent_error = match report::read_job_report(&ctx.client, ns, name).await {
+        Ok(report) => report.and_then(|r| r.error),
+        Err(e) => {
+            tracing::warn!(job = name, error = %e, "cannot read the cleanup agent's report");
+            None
+        }
+    };
+    agent_error.unwrap_or_else(|| {
+        ctx.jobs
+            .get(&ObjectRef::new(name).within(ns))
+            .map(|j| job::job_failure_detail(&j))
+            .unwrap_or_else(|| "the Job failed".into())
+    })
 }

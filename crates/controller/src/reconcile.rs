@@ -11,8 +11,7 @@ use crate::metrics::Metrics;
 use crate::slots::JobSlots;
 use crate::{report, status};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
+use kube::api::{DeleteParams, Patch, PatchParams, PropagationPolicy};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -195,16 +194,11 @@ pub async fn apply(obj: Arc<MultiNicNodeConfig>, ctx: &Context) -> Result<Requeu
                 jobs.retain(|j| j.name != name);
             }
             Action::Record(job_facts) => {
-                let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-                let lp = ListParams::default().labels(&format!(
-                    "{}={}",
-                    job::JOB_NAME_LABEL,
-                    job_facts.name
-                ));
-                let pod_list = pods.list(&lp).await.map_err(|e| {
-                    Error::kube(format!("listing Pods of Job {}", job_facts.name), e)
-                })?;
-                let agent_report = report::report_from_pods(&pod_list.items);
+                let agent_report = report::read_job_report(&ctx.client, &ns, &job_facts.name)
+                    .await
+                    .map_err(|e| {
+                        Error::kube(format!("listing Pods of Job {}", job_facts.name), e)
+                    })?;
                 let detail = ctx
                     .jobs
                     .get(&ObjectRef::new(&job_facts.name).within(&ns))

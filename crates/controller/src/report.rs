@@ -1,9 +1,21 @@
 //! Reading the agent's report back: the termination message of the agent container in the
 //! Job's Pod (`status.containerStatuses[].state.terminated.message`).
 
-use crate::job::CONTAINER_NAME;
+use crate::job::{CONTAINER_NAME, JOB_NAME_LABEL};
 use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
 use multinic_api::report::AgentReport;
+
+/// Lists the Pods of Job `job_name` in `namespace` and reads the agent's report from them.
+pub async fn read_job_report(
+    client: &kube::Client,
+    namespace: &str,
+    job_name: &str,
+) -> Result<Option<AgentReport>, kube::Error> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let of_job = ListParams::default().labels(&format!("{JOB_NAME_LABEL}={job_name}"));
+    Ok(report_from_pods(&pods.list(&of_job).await?.items))
+}
 
 /// The report of the newest Pod that left one, if any; a message that is not a report is
 /// ignored (the caller then treats the Job as failed without a report).
