@@ -1,6 +1,6 @@
 //! `multinic agent` on a node it must not hurt, end to end in a fresh network namespace: one
 //! agent at a time (host lock), the right node and machine only, the API server probe on by
-//! default, `interfaces: []` removes everything, SIGTERM reverts and reports, and SIGKILL at
+//! default (reverting when it is refused or times out), `interfaces: []` removes everything, SIGTERM reverts and reports, and SIGKILL at
 //! any write of a run leaves nothing the next run cannot clean up.
 
 mod agent_support;
@@ -190,12 +190,31 @@ fn the_agent_refuses_another_nodes_or_another_machines_spec() {
 
 /// A TCP listener on 127.0.0.1:`port` inside the namespace, until dropped.
 fn listener(ns: &Netns, port: u16) -> Killed {
-    let script = format!(
-        "import socket,sys\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('127.0.0.1',{port}))\ns.listen(16)\nprint('ready',flush=True)\nwhile True:\n    s.accept()[0].close()\n"
-    );
+    python_until_ready(
+        ns,
+        &format!(
+            "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('127.0.0.1',{port}))\ns.listen(16)\nprint('ready',flush=True)\nwhile True:\n    s.accept()[0].close()\n"
+        ),
+    )
+}
+
+/// A listener on 127.0.0.1:`port` that never answers a connect: its accept queue (backlog 0)
+/// is held full by one connection it never accepts, so the kernel drops every further SYN, as
+/// a route into nowhere would.
+fn stalled_listener(ns: &Netns, port: u16) -> Killed {
+    python_until_ready(
+        ns,
+        &format!(
+            "import socket,time\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('127.0.0.1',{port}))\ns.listen(0)\nc=socket.create_connection(('127.0.0.1',{port}))\nprint('ready',flush=True)\ntime.sleep(3600)\n"
+        ),
+    )
+}
+
+/// Runs a python3 script in the namespace until dropped; returns once it printed `ready`.
+fn python_until_ready(ns: &Netns, script: &str) -> Killed {
     let mut child = ns
         .command("/usr/bin/python3")
-        .args(["-c", &script])
+        .args(["-c", script])
         .stdout(Stdio::piped())
         .spawn()
         .expect("python3");
@@ -223,6 +242,18 @@ fn the_api_server_probe_is_on_by_default_and_reverts_when_it_fails() {
         cut_off.reasons(),
         [("multinic0".into(), "ProbeFailed".into())]
     );
+    assert!(all_addresses(&ns).is_empty());
+    assert!(files_under(&root.path().join("etc")).is_empty());
+    // The API server does not answer at all (a route into nowhere): the probe gives up after
+    // its timeout and the run reverts.
+    let stalled = stalled_listener(&ns, port);
+    let silent = run(&ns, root.path(), &[], &api_env);
+    drop(stalled);
+    assert_eq!(silent.code, 2, "{}", silent.stderr);
+    let report = silent.report();
+    assert_eq!(report["interfaces"][0]["reason"], "ProbeFailed", "{report}");
+    let message = report["interfaces"][0]["message"].as_str().unwrap_or("");
+    assert!(message.contains("timed out after 5s"), "{report}");
     assert!(all_addresses(&ns).is_empty());
     assert!(files_under(&root.path().join("etc")).is_empty());
     // The API server answers: applied and kept.
