@@ -1,7 +1,8 @@
 //! `multinic agent` on a node it must not hurt, end to end in a fresh network namespace: one
 //! agent at a time (host lock), the right node and machine only, the API server probe on by
-//! default (reverting when it is refused or times out), `interfaces: []` removes everything, SIGTERM reverts and reports, and SIGKILL at
-//! any write of a run leaves nothing the next run cannot clean up.
+//! default (reverting when it is refused or times out), `interfaces: []` removes everything,
+//! SIGTERM reverts and reports, and SIGKILL at any write of a run leaves nothing the next run
+//! cannot clean up.
 
 mod agent_support;
 
