@@ -1,17 +1,25 @@
 //! Two controller replicas with leader election on the real control plane, both as the chart's
 //! ServiceAccount (its leader-election Role): only the leader acts, and when it is killed the
-//! standby takes the Lease over within the lease duration and configures the next node.
+//! standby takes the Lease over within the lease duration and configures the next node; a
+//! leader that cannot renew in time, or finds the Lease held by another, stops.
 //!
 //! | Promise | Test |
 //! |---|---|
 //! | only one replica acts (one Job create in the audit log); the standby leads within the lease duration after the leader is killed | `standby_takes_over_within_the_lease_duration` |
+//! | a leader that cannot renew within the renew deadline (the API server frozen) stops, and so does one whose Lease another holder took | `a_leader_that_cannot_renew_or_loses_the_lease_stops` |
 
 mod chart_support;
 mod controller_support;
 mod realcp_nodes;
 mod realcp_support;
 
-use controller_support::{RunningController, lease_holder, replica_config, spec_for};
+use controller_support::{
+    NS, RunningController, lease_holder, replica_config, spec_for, wait_for_leader,
+};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
 use realcp_nodes::RealCluster;
 use std::time::Duration;
 
@@ -78,5 +86,86 @@ async fn standby_takes_over_within_the_lease_duration() {
         .await;
     cluster.wait_configured(&second.name).await;
     assert_eq!(creates(&cluster), 2);
+    cluster.stop().await;
+}
+
+/// Sends SIGSTOP to a process and SIGCONT when dropped, also when the test fails.
+struct Frozen(String);
+
+impl Frozen {
+    fn new(pid: String) -> Self {
+        signal("-STOP", &pid);
+        Self(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        signal("-CONT", &self.0);
+    }
+}
+
+fn signal(which: &str, pid: &str) {
+    let status = std::process::Command::new("kill")
+        .args([which, pid])
+        .status()
+        .expect("running kill");
+    assert!(status.success(), "kill {which} {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_cannot_renew_or_loses_the_lease_stops() {
+    let Some(cluster) = RealCluster::start(1).await else {
+        return;
+    };
+    let election = replica_config("replica-a")
+        .leader_election
+        .expect("replicas elect a leader");
+    // Stopping is decided by the renewal task: at most one renew interval past the deadline,
+    // plus the controller's own shutdown.
+    let stop_limit = election.renew_deadline + election.renew_interval + Duration::from_secs(3);
+
+    // The API server stops answering (frozen, as a partitioned or overloaded one would be):
+    // the leader's renewals time out and it stops on its own.
+    let mut a = RunningController::start(cluster.admin.clone(), replica_config("replica-a"));
+    wait_for_leader(&cluster.admin, "replica-a").await;
+    let apiserver_pid = std::fs::read_to_string(cluster.cp.dir().join("pids/kube-apiserver.pid"))
+        .expect("the control plane records the API server's pid")
+        .trim()
+        .to_owned();
+    let frozen = Frozen::new(apiserver_pid);
+    let stopped = a.stopped_within(stop_limit).await;
+    drop(frozen);
+    let error = stopped
+        .unwrap_or_else(|| panic!("the leader kept going past {stop_limit:?} without renewing"))
+        .expect_err("a leader that lost the Lease exits with an error");
+    assert!(error.to_string().contains("leadership lost"), "{error}");
+
+    // Another holder appears in the Lease with a fresh renewal (a replica that judged it
+    // expired): the leader sees it on its next round and stops.
+    let mut a = RunningController::start(cluster.admin.clone(), replica_config("replica-a"));
+    wait_for_leader(&cluster.admin, "replica-a").await;
+    let leases: Api<Lease> = Api::namespaced(cluster.admin.clone(), NS);
+    let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
+    leases
+        .patch(
+            &election.lease_name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({
+                "spec": {"holderIdentity": "intruder", "renewTime": now}
+            })),
+        )
+        .await
+        .expect("patching the Lease");
+    let error = a
+        .stopped_within(stop_limit)
+        .await
+        .unwrap_or_else(|| panic!("the leader kept going past {stop_limit:?} without the Lease"))
+        .expect_err("a leader that lost the Lease exits with an error");
+    assert!(error.to_string().contains("leadership lost"), "{error}");
+    assert_eq!(
+        lease_holder(&cluster.admin).await.as_deref(),
+        Some("intruder")
+    );
     cluster.stop().await;
 }

@@ -281,6 +281,15 @@ impl RunningController {
         }
     }
 
+    /// What the controller returned, if it stopped on its own within `limit`.
+    pub async fn stopped_within(
+        &mut self,
+        limit: Duration,
+    ) -> Option<Result<(), multinic_controller::Error>> {
+        let joined = tokio::time::timeout(limit, &mut self.task).await.ok()?;
+        Some(joined.expect("the controller task panicked"))
+    }
+
     /// Kills the controller at once (as a crash would).
     pub async fn kill(mut self) {
         self.stop.take();
