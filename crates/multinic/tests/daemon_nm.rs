@@ -1,12 +1,14 @@
 //! The hand-off to the real NetworkManager (Debian's), end to end: the built `multinic agent`
 //! with an empty PATH configures veth NICs that NetworkManager already grabbed with its
-//! automatic "Wired connection" DHCP profiles, over a private system bus (see `daemons`).
+//! automatic "Wired connection" DHCP profiles, over a private system bus (see `daemons`); a
+//! NetworkManager that hangs fails the run after the call timeout with nothing changed.
 
 mod agent_support;
 mod daemons;
 
 use agent_support::wait_for;
 use daemons::{Daemon, Host, SETTLE, spec};
+use std::time::{Duration, Instant};
 
 const MAC0: &str = "fa:16:3e:00:0e:01";
 const MAC1: &str = "fa:16:3e:00:0e:02";
@@ -233,4 +235,35 @@ fn without_networkmanager_on_the_bus_it_is_netlink_and_files_only_and_says_so() 
         "{message}"
     );
     assert_eq!(host.ns.addresses("multinic0"), ["192.0.2.20/24"]);
+}
+
+#[test]
+fn a_networkmanager_that_does_not_answer_fails_the_run_after_the_call_timeout() {
+    let host = nm_host(&[("0", MAC0)]);
+    host.apply("rhel9", &spec(&[(MAC0, "192.0.2.10", "192.0.2.0/24")]), &[]);
+    let (keyfile, _) = host.file(KEYFILE0).expect("keyfile");
+
+    // NetworkManager hangs: it keeps its bus name but answers nothing. The run's first call
+    // to it (the checkpoint, before anything changes) gives up after the 10 s call timeout.
+    let frozen = host.freeze_daemon(Duration::from_secs(60));
+    let started = Instant::now();
+    let run = host.agent("rhel9", &spec(&[(MAC0, "192.0.2.20", "192.0.2.0/24")]), &[]);
+    let took = started.elapsed();
+    drop(frozen);
+    assert!(took < Duration::from_secs(30), "the run took {took:?}");
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.report.contains("no answer within 10s"),
+        "{}\n{}",
+        run.report,
+        run.stderr
+    );
+    // Nothing changed: the address, the keyfile, and NM's hold on the device.
+    assert_eq!(host.ns.addresses("multinic0"), ["192.0.2.10/24"]);
+    assert_eq!(host.file(KEYFILE0).expect("keyfile").0, keyfile);
+    assert!(
+        wait_for(SETTLE, || connected(&host, "multinic0")).is_some(),
+        "{:?}",
+        host.nm_device("multinic0")
+    );
 }

@@ -8,11 +8,13 @@
 //! | only one replica acts (one Job create in the audit log); the standby leads within the lease duration after the leader is killed | `standby_takes_over_within_the_lease_duration` |
 //! | a leader that cannot renew within the renew deadline (the API server frozen) stops, and so does one whose Lease another holder took | `a_leader_that_cannot_renew_or_loses_the_lease_stops` |
 
+mod agent_support;
 mod chart_support;
 mod controller_support;
 mod realcp_nodes;
 mod realcp_support;
 
+use agent_support::frozen::Frozen;
 use controller_support::{
     NS, RunningController, lease_holder, replica_config, spec_for, wait_for_leader,
 };
@@ -89,30 +91,6 @@ async fn standby_takes_over_within_the_lease_duration() {
     cluster.stop().await;
 }
 
-/// Sends SIGSTOP to a process and SIGCONT when dropped, also when the test fails.
-struct Frozen(String);
-
-impl Frozen {
-    fn new(pid: String) -> Self {
-        signal("-STOP", &pid);
-        Self(pid)
-    }
-}
-
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        signal("-CONT", &self.0);
-    }
-}
-
-fn signal(which: &str, pid: &str) {
-    let status = std::process::Command::new("kill")
-        .args([which, pid])
-        .status()
-        .expect("running kill");
-    assert!(status.success(), "kill {which} {pid}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_that_cannot_renew_or_loses_the_lease_stops() {
     let Some(cluster) = RealCluster::start(1).await else {
@@ -133,7 +111,7 @@ async fn a_leader_that_cannot_renew_or_loses_the_lease_stops() {
         .expect("the control plane records the API server's pid")
         .trim()
         .to_owned();
-    let frozen = Frozen::new(apiserver_pid);
+    let frozen = Frozen::new(apiserver_pid, Duration::from_secs(60));
     let stopped = a.stopped_within(stop_limit).await;
     drop(frozen);
     let error = stopped

@@ -1,10 +1,12 @@
 //! Shared fixtures of the agent end-to-end tests: a throwaway network namespace with veth
 //! NICs, the built `multinic` binary run inside it, and a throwaway MariaDB server; a test PKI
-//! ([`pki`]) and a throwaway Oracle MySQL server ([`mysql`]). Everything is removed on Drop,
+//! ([`pki`]), a throwaway Oracle MySQL server ([`mysql`]) and a process held stopped
+//! ([`frozen`]). Everything is removed on Drop,
 //! also when a test fails.
 
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod frozen;
 pub mod mysql;
 pub mod pki;
 

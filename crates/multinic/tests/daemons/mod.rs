@@ -8,6 +8,7 @@
 
 #![allow(dead_code)] // each test file uses its own daemon
 
+use crate::agent_support::frozen::Frozen;
 use crate::agent_support::{BIN, Killed, Netns, TempDir, sh, wait_for};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -239,6 +240,13 @@ impl Host {
             sh("kill", &["-TERM", &pid]);
             let _ = daemon.0.wait();
         }
+    }
+
+    /// Holds the daemon stopped (it stays on the bus but answers nothing) until the guard
+    /// drops, or at most `limit`.
+    pub fn freeze_daemon(&self, limit: Duration) -> Frozen {
+        let daemon = self.daemon.as_ref().expect("a daemon runs");
+        Frozen::new(daemon.0.id().to_string(), limit)
     }
 
     /// Runs `program` inside the holder's namespaces and waits for it.
