@@ -1,13 +1,15 @@
 //! The hand-off to the real NetworkManager (Debian's), end to end: the built `multinic agent`
 //! with an empty PATH configures veth NICs that NetworkManager already grabbed with its
 //! automatic "Wired connection" DHCP profiles, over a private system bus (see `daemons`); a
-//! NetworkManager that hangs fails the run after the call timeout with nothing changed.
+//! NetworkManager that hangs fails the run after the call timeout with nothing changed, and
+//! one whose agent was killed mid-run rolls the checkpoint back by itself.
 
 mod agent_support;
 mod daemons;
 
 use agent_support::wait_for;
 use daemons::{Daemon, Host, SETTLE, spec};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const MAC0: &str = "fa:16:3e:00:0e:01";
@@ -266,4 +268,55 @@ fn a_networkmanager_that_does_not_answer_fails_the_run_after_the_call_timeout() 
         "{:?}",
         host.nm_device("multinic0")
     );
+}
+
+#[test]
+fn an_agent_killed_mid_run_is_rolled_back_by_networkmanager_itself() {
+    let host = nm_host(&[("0", MAC0)]);
+    host.apply("rhel9", &spec(&[(MAC0, "192.0.2.10", "192.0.2.0/24")]), &[]);
+
+    // The next run stops after its first write, with NM's checkpoint made, and is killed
+    // there (the node lost power to the Pod, the OOM killer): nobody is left to roll back.
+    let marker = host.root.path().join("paused-1");
+    let mut agent = host
+        .agent_command("rhel9", &spec(&[(MAC0, "192.0.2.20", "192.0.2.0/24")]), &[])
+        .env(
+            "MULTINIC_TEST_PAUSE_AFTER_WRITES",
+            format!("1:{}", marker.display()),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting the agent");
+    let paused = wait_for(Duration::from_secs(30), || {
+        marker.exists() || agent.try_wait().ok().flatten().is_some()
+    });
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(
+        paused.is_some() && marker.exists(),
+        "the agent never paused"
+    );
+    assert!(
+        host.nm_checkpoints().starts_with("ao 1 "),
+        "{}",
+        host.nm_checkpoints()
+    );
+
+    // NetworkManager rolls the checkpoint back by itself when its timeout (60 s for one NIC)
+    // passes: the checkpoint goes and multinic's profile is active again with the old address.
+    let rolled_back = wait_for(Duration::from_secs(90), || {
+        host.nm_checkpoints().ends_with(" 0")
+    });
+    assert!(rolled_back.is_some(), "{}", host.log("nm.log"));
+    let restored = wait_for(SETTLE, || {
+        connected(&host, "multinic0") && profile_address(&host, "multinic0") == "192.0.2.10/24"
+    });
+    assert!(
+        restored.is_some(),
+        "{:?}\n{}",
+        host.nm_device("multinic0"),
+        host.log("nm.log")
+    );
+    host.assert_addresses_stay("multinic0", &["192.0.2.10/24"], "after NM's own rollback");
 }

@@ -395,12 +395,29 @@ impl Host {
     pub fn agent(&self, os: &str, spec: &str, extra: &[&str]) -> AgentRun {
         let report = self.root.path().join("report.json");
         let _ = fs::remove_file(&report);
+        let out: Output = self
+            .agent_command(os, spec, extra)
+            .output()
+            .expect("running multinic agent");
+        let run = AgentRun {
+            code: out.status.code().unwrap_or(-1),
+            report: fs::read_to_string(&report).unwrap_or_default(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        println!("agent {extra:?} -> {}: {}", run.code, run.report);
+        run
+    }
+
+    /// The command [`Host::agent`] runs, for a test that starts the agent itself.
+    pub fn agent_command(&self, os: &str, spec: &str, extra: &[&str]) -> Command {
+        let report = self.root.path().join("report.json");
         // An absolute `ip`: with PATH emptied, Command would not find it.
         let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
             .into_iter()
             .find(|p| Path::new(p).exists())
             .expect("iproute2's ip");
-        let out: Output = Command::new(ip)
+        let mut command = Command::new(ip);
+        command
             .args(["netns", "exec", &self.ns.name, BIN])
             .arg("agent")
             .args(["--root", self.root.path().to_str().unwrap()])
@@ -411,16 +428,8 @@ impl Host {
             .env("PATH", "")
             .env("MULTINIC_NODE_SPEC", spec)
             .env("DBUS_SYSTEM_BUS_ADDRESS", self.bus_address())
-            .env("MULTINIC_LOG", "info,multinic_engine=debug")
-            .output()
-            .expect("running multinic agent");
-        let run = AgentRun {
-            code: out.status.code().unwrap_or(-1),
-            report: fs::read_to_string(&report).unwrap_or_default(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
-        println!("agent {extra:?} -> {}: {}", run.code, run.report);
-        run
+            .env("MULTINIC_LOG", "info,multinic_engine=debug");
+        command
     }
 
     /// [`Host::agent`] that must succeed (exit 0), else fails with the agent's and the
