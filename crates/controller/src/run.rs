@@ -67,20 +67,8 @@ pub async fn run(
         lost_rx = Some(lost);
         renewal_task = Some(AbortOnDrop(renewal));
     }
-    let lost_for_stop = lost_rx.clone();
     tokio::spawn(async move {
-        let lost = async move {
-            match lost_for_stop {
-                Some(mut rx) => {
-                    let _ = rx.wait_for(|lost| *lost).await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            () = shutdown => {}
-            () = lost => {}
-        }
+        shutdown.await;
         let _ = stop_tx.send(());
     });
 
@@ -181,13 +169,26 @@ pub async fn run(
         .graceful_shutdown_on(stop_rx.map(|_| ()))
         .run(reconcile_one, error_policy, ctx);
     tracing::info!(namespace = ?config.namespace, mode = ?config.mode, "controller running");
-    controller
-        .for_each(|result| async move {
-            if let Err(err) = result {
-                tracing::debug!(%err, "controller stream");
+    let driven = controller.for_each(|result| async move {
+        if let Err(err) = result {
+            tracing::debug!(%err, "controller stream");
+        }
+    });
+    let lost_now = async {
+        match lost_rx.clone() {
+            Some(mut rx) => {
+                let _ = rx.wait_for(|lost| *lost).await;
             }
-        })
-        .await;
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = driven => {}
+        // A shutdown lets the reconciles in flight finish; a lost Lease does not: another
+        // replica may act from now on, so they are dropped here with their API calls (which
+        // an unreachable API server would otherwise hold open).
+        () = lost_now => {}
+    }
     drop((housekeeping, http, renewal_task));
     if lost_rx.is_some_and(|rx| *rx.borrow()) {
         return Err(Error::Leader("leadership lost".into()));
