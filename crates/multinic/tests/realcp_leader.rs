@@ -121,8 +121,10 @@ async fn a_leader_that_cannot_renew_or_loses_the_lease_stops() {
 
     // Another holder appears in the Lease with a fresh renewal (a replica that judged it
     // expired): the leader sees it on its next round and stops.
-    let mut a = RunningController::start(cluster.admin.clone(), replica_config("replica-a"));
-    wait_for_leader(&cluster.admin, "replica-a").await;
+    // Under another identity: the stopped replica's record still names replica-a, so only a
+    // new name shows that this replica leads (it takes the Lease once that record expired).
+    let mut a = RunningController::start(cluster.admin.clone(), replica_config("replica-c"));
+    wait_for_leader(&cluster.admin, "replica-c").await;
     let leases: Api<Lease> = Api::namespaced(cluster.admin.clone(), NS);
     let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
     leases
