@@ -198,10 +198,5 @@ async fn failure_detail(ctx: &Context, ns: &str, name: &str) -> String {
             None
         }
     };
-    agent_error.unwrap_or_else(|| {
-        ctx.jobs
-            .get(&ObjectRef::new(name).within(ns))
-            .map(|j| job::job_failure_detail(&j))
-            .unwrap_or_else(|| "the Job failed".into())
-    })
+    agent_error.unwrap_or_else(|| ctx.failed_job_detail(ns, name))
 }

@@ -65,6 +65,15 @@ const JOB_RECHECK_GRACE: Duration = Duration::from_secs(60);
 const POD_RECHECK: Duration = Duration::from_secs(15);
 
 impl Context {
+    /// Why the cached Job `ns/name` failed: its `Failed` condition, or a plain "the Job
+    /// failed" when it carries none (or is no longer cached).
+    pub fn failed_job_detail(&self, ns: &str, name: &str) -> String {
+        self.jobs
+            .get(&ObjectRef::new(name).within(ns))
+            .map(|j| job::job_failure_detail(&j))
+            .unwrap_or_else(|| "the Job failed".into())
+    }
+
     /// The apply-side Jobs of `obj` (cached, merged with expectations), plus whether another
     /// resource has a Job running on the same node.
     pub fn jobs_of(&self, obj: &MultiNicNodeConfig) -> (Vec<JobFacts>, bool) {
@@ -199,11 +208,7 @@ pub async fn apply(obj: Arc<MultiNicNodeConfig>, ctx: &Context) -> Result<Requeu
                     .map_err(|e| {
                         Error::kube(format!("listing Pods of Job {}", job_facts.name), e)
                     })?;
-                let detail = ctx
-                    .jobs
-                    .get(&ObjectRef::new(&job_facts.name).within(&ns))
-                    .map(|j| job::job_failure_detail(&j))
-                    .unwrap_or_else(|| "the Job failed".into());
+                let detail = ctx.failed_job_detail(&ns, &job_facts.name);
                 let next = status::recorded(
                     &obj.spec,
                     generation,

@@ -67,10 +67,11 @@ pub async fn run(
         lost_rx = Some(lost);
         renewal_task = Some(AbortOnDrop(renewal));
     }
-    tokio::spawn(async move {
+    // Ends with this function too: after a lost Lease nothing is left to shut down.
+    let forward_shutdown = AbortOnDrop(tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(());
-    });
+    }));
 
     let (jobs, jobs_writer) = reflector::store::<Job>();
     let (jobs_synced_tx, jobs_synced) = tokio::sync::watch::channel(false);
@@ -189,7 +190,7 @@ pub async fn run(
         // an unreachable API server would otherwise hold open).
         () = lost_now => {}
     }
-    drop((housekeeping, http, renewal_task));
+    drop((housekeeping, http, renewal_task, forward_shutdown));
     if lost_rx.is_some_and(|rx| *rx.borrow()) {
         return Err(Error::Leader("leadership lost".into()));
     }

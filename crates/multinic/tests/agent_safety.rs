@@ -6,7 +6,7 @@
 
 mod agent_support;
 
-use agent_support::{Killed, Netns, TempDir, run_agent, wait_for};
+use agent_support::{Killed, Netns, TempDir, hold_host_lock, run_agent, wait_for};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -124,10 +124,7 @@ fn files_under(dir: &Path) -> Vec<String> {
 fn a_second_agent_waits_for_the_host_lock_then_fails_clearly() {
     let ns = node();
     let root = TempDir::new("safety-lock");
-    let lock = root.path().join("run/multinic/agent.lock");
-    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
-    let held = std::fs::File::create(&lock).unwrap();
-    held.lock().unwrap();
+    let held = hold_host_lock(root.path());
     let spec = spec(&[nic(0, "192.0.2.10", "192.0.2.0/24")]);
     let blocked = run(&ns, root.path(), &["--lock-timeout", "300ms"], &env(&spec));
     assert_eq!(blocked.code, 1, "{}", blocked.stderr);

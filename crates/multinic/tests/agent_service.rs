@@ -5,7 +5,7 @@
 
 mod agent_support;
 
-use agent_support::{BIN, Killed, Netns, TempDir, free_port, wait_for};
+use agent_support::{BIN, Killed, Netns, TempDir, free_port, hold_host_lock, wait_for};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -240,10 +240,7 @@ fn a_dry_run_service_changes_nothing_and_a_service_waits_for_the_host_lock() {
     // Another agent holds the node's host lock: passes fail without changing anything, and
     // the first pass after it is released applies.
     let root = TempDir::new("service-lock");
-    let lock = root.path().join("run/multinic/agent.lock");
-    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
-    let held = std::fs::File::create(&lock).unwrap();
-    held.lock().unwrap();
+    let held = hold_host_lock(root.path());
     let port = free_port();
     let _agent = start_service(
         &ns,

@@ -1,8 +1,7 @@
 //! Shared fixtures of the agent end-to-end tests: a throwaway network namespace with veth
 //! NICs, the built `multinic` binary run inside it, and a throwaway MariaDB server; a test PKI
 //! ([`pki`]), a throwaway Oracle MySQL server ([`mysql`]) and a process held stopped
-//! ([`frozen`]). Everything is removed on Drop,
-//! also when a test fails.
+//! ([`frozen`]). Everything is removed on Drop, also when a test fails.
 
 #![allow(dead_code)] // each test file uses a different part
 
@@ -17,6 +16,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_multinic");
+
+/// Takes the node's host lock under `root`, as another agent running there would, until the
+/// returned file is dropped.
+pub fn hold_host_lock(root: &Path) -> std::fs::File {
+    let lock = root.join("run/multinic/agent.lock");
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    let held = std::fs::File::create(&lock).unwrap();
+    held.lock().unwrap();
+    held
+}
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
